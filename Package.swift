@@ -1,0 +1,27 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Herald: a clustered socket API server. No third-party Swift packages: system C
+// libraries only, through small C targets and systemLibrary targets.
+let package = Package(
+    name: "Herald",
+    products: [
+        .executable(name: "herald", targets: ["herald"]),
+    ],
+    targets: [
+        // The only C in the project: what Swift cannot import (epoll's packed struct,
+        // macros, prctl, signal helpers).
+        .target(name: "CHeraldSystem"),
+        // Line framing, request parsing, JSON reading and writing. Pure, no I/O.
+        .target(name: "HeraldProtocol"),
+        // The per-worker epoll loop, timers, and the executor actions run on.
+        .target(name: "HeraldLoop", dependencies: ["CHeraldSystem"]),
+        // Connections, verbs, actions, rooms, cache: one worker's server.
+        .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"]),
+        // The load tool behind `herald bench`.
+        .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldBench"]),
+        .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
+        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
+    ]
+)

@@ -1,0 +1,45 @@
+// What Swift cannot import on its own: epoll's packed event struct, flag macros,
+// prctl, signal-set helpers. Everything else is called from Glibc directly.
+#ifndef CHERALD_SYSTEM_H
+#define CHERALD_SYSTEM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+// An unpacked copy of struct epoll_event.
+typedef struct {
+    uint32_t events;
+    uint64_t data;
+} herald_epoll_event;
+
+extern const uint32_t HERALD_EPOLLIN;
+extern const uint32_t HERALD_EPOLLOUT;
+extern const uint32_t HERALD_EPOLLERR;
+extern const uint32_t HERALD_EPOLLHUP;
+extern const uint32_t HERALD_EPOLLRDHUP;
+extern const uint32_t HERALD_EPOLLET;
+extern const uint32_t HERALD_EPOLLEXCLUSIVE;
+
+int herald_epoll_create(void);
+int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+// Waits like epoll_wait and copies at most `max` (<= 256) events into `out`.
+int herald_epoll_wait(int epfd, herald_epoll_event *out, int max, int timeout_ms);
+
+int herald_eventfd(void);
+// Returns a signalfd for the given signals (0-terminated list), blocking them first.
+int herald_signalfd(const int *signals);
+// Reads one signal from a signalfd; returns the signal number, 0 if none, -1 on error.
+int herald_signalfd_read(int fd, int32_t *pid_out, int32_t *status_out);
+// Unblocks every signal and resets the listed ones to their default action.
+void herald_reset_signals(void);
+void herald_ignore_sigpipe(void);
+
+int herald_accept(int fd, struct sockaddr_storage *addr, socklen_t *len);
+// Sets the parent-death signal of the calling process.
+int herald_set_parent_death_signal(int sig);
+
+int herald_errno(void);
+uint64_t herald_monotonic_ns(void);
+uint64_t herald_wall_ms(void);
+#endif

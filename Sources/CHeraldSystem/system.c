@@ -1,0 +1,92 @@
+#define _GNU_SOURCE
+#include "CHeraldSystem.h"
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+
+const uint32_t HERALD_EPOLLIN = EPOLLIN;
+const uint32_t HERALD_EPOLLOUT = EPOLLOUT;
+const uint32_t HERALD_EPOLLERR = EPOLLERR;
+const uint32_t HERALD_EPOLLHUP = EPOLLHUP;
+const uint32_t HERALD_EPOLLRDHUP = EPOLLRDHUP;
+const uint32_t HERALD_EPOLLET = EPOLLET;
+const uint32_t HERALD_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE;
+
+int herald_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = events;
+    ev.data.u64 = data;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int herald_epoll_wait(int epfd, herald_epoll_event *out, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        out[i].events = evs[i].events;
+        out[i].data = evs[i].data.u64;
+    }
+    return n;
+}
+
+int herald_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int herald_signalfd(const int *signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (const int *s = signals; *s; s++) sigaddset(&set, *s);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int herald_signalfd_read(int fd, int32_t *pid_out, int32_t *status_out) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    if (n == (ssize_t)sizeof info) {
+        if (pid_out) *pid_out = (int32_t)info.ssi_pid;
+        if (status_out) *status_out = info.ssi_status;
+        return (int)info.ssi_signo;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    return -1;
+}
+
+void herald_reset_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+    int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGCHLD, SIGTTIN, SIGTTOU, SIGPIPE, SIGUSR1, SIGUSR2, 0};
+    for (int *s = sigs; *s; s++) signal(*s, SIG_DFL);
+}
+
+void herald_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int herald_accept(int fd, struct sockaddr_storage *addr, socklen_t *len) {
+    return accept4(fd, (struct sockaddr *)addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int herald_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+
+int herald_errno(void) { return errno; }
+
+uint64_t herald_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t herald_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
