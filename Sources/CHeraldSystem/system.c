@@ -17,6 +17,9 @@ const uint32_t HERALD_EPOLLHUP = EPOLLHUP;
 const uint32_t HERALD_EPOLLRDHUP = EPOLLRDHUP;
 const uint32_t HERALD_EPOLLET = EPOLLET;
 const uint32_t HERALD_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE;
+const int HERALD_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int HERALD_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+const int HERALD_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
 
 int herald_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 

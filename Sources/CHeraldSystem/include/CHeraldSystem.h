@@ -20,6 +20,9 @@ extern const uint32_t HERALD_EPOLLHUP;
 extern const uint32_t HERALD_EPOLLRDHUP;
 extern const uint32_t HERALD_EPOLLET;
 extern const uint32_t HERALD_EPOLLEXCLUSIVE;
+extern const int HERALD_EPOLL_CTL_ADD;
+extern const int HERALD_EPOLL_CTL_MOD;
+extern const int HERALD_EPOLL_CTL_DEL;
 
 int herald_epoll_create(void);
 int herald_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);

@@ -1,0 +1,230 @@
+import CHeraldSystem
+import Glibc
+import Synchronization
+
+/// Something that owns a file descriptor registered with the loop.
+@LoopActor
+public protocol EventHandler: AnyObject {
+    /// Called on the loop thread with the epoll event bits for the handler's fd.
+    func handleEvents(_ events: UInt32)
+}
+
+/// Epoll event bits, re-exported so callers need not import the C shim.
+public enum IOEvents {
+    public static let readable = HERALD_EPOLLIN
+    public static let writable = HERALD_EPOLLOUT
+    public static let error = HERALD_EPOLLERR
+    public static let hangUp = HERALD_EPOLLHUP
+    public static let readHangUp = HERALD_EPOLLRDHUP
+    public static let exclusive = HERALD_EPOLLEXCLUSIVE
+}
+
+/// One thread's epoll loop: file descriptors, timers, and the Swift concurrency jobs
+/// of `LoopActor`, all run on the thread that calls `run()`.
+///
+/// There is one loop per process (`EventLoop.current`); a worker process runs it on its
+/// main thread. Only `enqueue` may be called from other threads.
+public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
+    /// The process's loop.
+    public static let current = EventLoop()
+
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var ownerThread: pthread_t?
+    private var running = false
+
+    // Registrations, indexed by fd; the generation guards against events for an fd that
+    // was closed and reused within one batch.
+    private struct Registration {
+        var handler: (any EventHandler)?
+        var generation: UInt32
+    }
+    private var handlers: [Registration] = []
+    private var nextGeneration: UInt32 = 1
+
+    // Jobs enqueued on the loop thread (no lock) and from elsewhere (locked, rare).
+    private var localJobs: [UnownedJob] = []
+    private var spareJobs: [UnownedJob] = []
+    private let remoteJobs = Mutex<[UnownedJob]>([])
+    private let remotePending = Atomic<Bool>(false)
+
+    private var timers = TimerHeap()
+    private var beforeSleep: [@LoopActor () -> Void] = []
+
+    private init() {
+        epollFD = herald_epoll_create()
+        wakeFD = herald_eventfd()
+        precondition(epollFD >= 0 && wakeFD >= 0, "cannot create epoll or eventfd: errno \(herald_errno())")
+        _ = herald_epoll_ctl(epollFD, HERALD_EPOLL_CTL_ADD, wakeFD, HERALD_EPOLLIN, UInt64(UInt32.max))
+        localJobs.reserveCapacity(256)
+        spareJobs.reserveCapacity(256)
+    }
+
+    // MARK: Executor
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        if isLoopThread {
+            localJobs.append(unowned)
+        } else {
+            remoteJobs.withLock { $0.append(unowned) }
+            if !remotePending.exchange(true, ordering: .acquiringAndReleasing) {
+                var one: UInt64 = 1
+                _ = write(wakeFD, &one, 8)
+            }
+        }
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    public func checkIsolated() {
+        precondition(isLoopThread, "not on the event loop thread")
+    }
+
+    public var isLoopThread: Bool {
+        guard let owner = ownerThread else { return false }
+        return pthread_equal(owner, pthread_self()) != 0
+    }
+
+    // MARK: File descriptors
+
+    /// Registers `fd` for `events`; the loop keeps a strong reference to `handler` until
+    /// `unregister`.
+    @LoopActor
+    public func register(fd: Int32, events: UInt32, handler: any EventHandler) throws(SystemError) {
+        let index = Int(fd)
+        if index >= handlers.count {
+            handlers.append(contentsOf: repeatElement(Registration(handler: nil, generation: 0), count: max(index + 1 - handlers.count, handlers.count)))
+        }
+        let generation = nextGeneration
+        nextGeneration &+= 1
+        if nextGeneration == 0 { nextGeneration = 1 }
+        handlers[index] = Registration(handler: handler, generation: generation)
+        if herald_epoll_ctl(epollFD, HERALD_EPOLL_CTL_ADD, fd, events, UInt64(generation) << 32 | UInt64(UInt32(fd))) != 0 {
+            handlers[index] = Registration(handler: nil, generation: 0)
+            throw SystemError("epoll_ctl(ADD)")
+        }
+    }
+
+    @LoopActor
+    public func modify(fd: Int32, events: UInt32) {
+        let generation = handlers[Int(fd)].generation
+        _ = herald_epoll_ctl(epollFD, HERALD_EPOLL_CTL_MOD, fd, events, UInt64(generation) << 32 | UInt64(UInt32(fd)))
+    }
+
+    /// Removes `fd` from the loop and drops its handler. The caller closes the fd.
+    @LoopActor
+    public func unregister(fd: Int32) {
+        _ = herald_epoll_ctl(epollFD, HERALD_EPOLL_CTL_DEL, fd, 0, 0)
+        if Int(fd) < handlers.count { handlers[Int(fd)] = Registration(handler: nil, generation: 0) }
+    }
+
+    // MARK: Timers
+
+    /// Calls `body` on the loop after `milliseconds`. Cancel through the returned timer.
+    @LoopActor @discardableResult
+    public func schedule(afterMilliseconds milliseconds: Int, _ body: @escaping @LoopActor () -> Void) -> LoopTimer {
+        let timer = LoopTimer(deadline: Clock.monotonicNanos() &+ UInt64(max(0, milliseconds)) &* 1_000_000, body: body)
+        timers.push(timer)
+        return timer
+    }
+
+    /// Suspends the calling task for `milliseconds` without blocking the loop.
+    @LoopActor
+    public func sleep(milliseconds: Int) async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            schedule(afterMilliseconds: milliseconds) { continuation.resume() }
+        }
+    }
+
+    /// Runs `body` once per loop iteration, after the ready work and before waiting
+    /// (used to flush buffered output such as logs).
+    @LoopActor
+    public func addBeforeSleepHook(_ body: @escaping @LoopActor () -> Void) {
+        beforeSleep.append(body)
+    }
+
+    // MARK: Running
+
+    /// Runs the loop on the calling thread until `stop()`.
+    public func run() {
+        ownerThread = pthread_self()
+        running = true
+        LoopActor.assumeIsolated { self.runLoop() }
+    }
+
+    /// Makes `run()` return after the current iteration. Loop thread only.
+    @LoopActor
+    public func stop() { running = false }
+
+    @LoopActor
+    private func runLoop() {
+        var events = [herald_epoll_event](repeating: herald_epoll_event(), count: 256)
+        while running {
+            runJobs()
+            for hook in beforeSleep { hook() }
+            guard running else { break }
+            let timeout = localJobs.isEmpty ? timers.timeoutMilliseconds(now: Clock.monotonicNanos()) : 0
+            let count = events.withUnsafeMutableBufferPointer {
+                herald_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout)
+            }
+            if count < 0 {
+                if herald_errno() == EINTR { continue }
+                fatalError("epoll_wait failed: errno \(herald_errno())")
+            }
+            for i in 0..<Int(count) {
+                let data = events[i].data
+                if data == UInt64(UInt32.max) {
+                    drainWake()
+                    continue
+                }
+                let fd = Int(UInt32(truncatingIfNeeded: data))
+                let generation = UInt32(truncatingIfNeeded: data >> 32)
+                guard fd < handlers.count, handlers[fd].generation == generation,
+                      let handler = handlers[fd].handler else { continue }
+                handler.handleEvents(events[i].events)
+            }
+            runTimers()
+        }
+        runJobs()
+    }
+
+    @LoopActor
+    private func runJobs() {
+        // Jobs may enqueue more jobs; keep going until none are ready, but give I/O a
+        // turn after a bounded number of rounds.
+        var rounds = 0
+        while !localJobs.isEmpty && rounds < 64 {
+            swap(&localJobs, &spareJobs)
+            for job in spareJobs {
+                job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+            }
+            spareJobs.removeAll(keepingCapacity: true)
+            rounds += 1
+        }
+    }
+
+    @LoopActor
+    private func drainWake() {
+        var value: UInt64 = 0
+        _ = read(wakeFD, &value, 8)
+        remotePending.store(false, ordering: .releasing)
+        let jobs = remoteJobs.withLock { jobs -> [UnownedJob] in
+            let taken = jobs
+            jobs.removeAll()
+            return taken
+        }
+        localJobs.append(contentsOf: jobs)
+    }
+
+    @LoopActor
+    private func runTimers() {
+        guard !timers.isEmpty else { return }
+        let now = Clock.monotonicNanos()
+        while let timer = timers.popExpired(now: now) {
+            timer.fire()
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import CHeraldSystem
+import Glibc
+import Synchronization
+
+/// Log severity, lowest first.
+public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
+    case debug, info, warn, error
+
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "debug": self = .debug
+        case "info": self = .info
+        case "warn", "warning": self = .warn
+        case "error": self = .error
+        default: return nil
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .debug: "debug"
+        case .info: "info"
+        case .warn: "warn"
+        case .error: "error"
+        }
+    }
+
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// One line per event: `<UTC time> level=<level> event=<event> key=value …`, to stderr
+/// or a file. Lines are buffered and written once per loop iteration (`flush()`);
+/// warnings and errors are written at once.
+public final class Logger: Sendable {
+    public static let shared = Logger()
+
+    private struct State {
+        var level: LogLevel = .info
+        var fd: Int32 = 2
+        var buffer: [UInt8] = []
+        var fields: [(String, String)] = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var level: LogLevel { state.withLock { $0.level } }
+
+    /// Sets the threshold, the destination (nil: stderr) and fields added to every line.
+    public func configure(level: LogLevel, file: String?, fields: [(String, String)] = []) throws(SystemError) {
+        var fd: Int32 = 2
+        if let file, !file.isEmpty {
+            fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            if fd < 0 { throw SystemError("open(\(file))") }
+        }
+        flush()
+        state.withLock {
+            if $0.fd != 2 { close($0.fd) }
+            $0.level = level
+            $0.fd = fd
+            $0.fields = fields
+        }
+    }
+
+    /// Adds a field written on every later line (for example `worker=3`).
+    public func setFields(_ fields: [(String, String)]) {
+        state.withLock { $0.fields = fields }
+    }
+
+    @inline(__always)
+    public func isEnabled(_ level: LogLevel) -> Bool { state.withLock { level >= $0.level } }
+
+    public func debug(_ event: String, _ fields: KeyValuePairs<String, String> = [:]) { log(.debug, event, fields) }
+    public func info(_ event: String, _ fields: KeyValuePairs<String, String> = [:]) { log(.info, event, fields) }
+    public func warn(_ event: String, _ fields: KeyValuePairs<String, String> = [:]) { log(.warn, event, fields) }
+    public func error(_ event: String, _ fields: KeyValuePairs<String, String> = [:]) { log(.error, event, fields) }
+
+    public func log(_ level: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String>) {
+        state.withLock { state in
+            guard level >= state.level else { return }
+            Self.appendTimestamp(to: &state.buffer)
+            Self.append(" level=", to: &state.buffer)
+            Self.append(level.name, to: &state.buffer)
+            Self.append(" event=", to: &state.buffer)
+            Self.append(event, to: &state.buffer)
+            for (key, value) in state.fields { Self.appendField(key, value, to: &state.buffer) }
+            for (key, value) in fields { Self.appendField(key, value, to: &state.buffer) }
+            state.buffer.append(UInt8(ascii: "\n"))
+            if level >= .warn || state.buffer.count > 32_768 { Self.write(&state) }
+        }
+    }
+
+    /// Writes buffered lines.
+    public func flush() {
+        state.withLock { state in
+            if !state.buffer.isEmpty { Self.write(&state) }
+        }
+    }
+
+    private static func write(_ state: inout State) {
+        let fd = state.fd
+        state.buffer.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 { if herald_errno() == EINTR { continue }; break }
+                offset += n
+            }
+        }
+        state.buffer.removeAll(keepingCapacity: state.buffer.capacity <= 65_536)
+    }
+
+    private static func append(_ text: String, to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: text.utf8)
+    }
+
+    private static func appendField(_ key: String, _ value: String, to buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: " "))
+        buffer.append(contentsOf: key.utf8)
+        buffer.append(UInt8(ascii: "="))
+        let needsQuotes = value.isEmpty || value.utf8.contains { $0 <= 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "=") || $0 == 0x7f }
+        guard needsQuotes else {
+            buffer.append(contentsOf: value.utf8)
+            return
+        }
+        buffer.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                buffer.append(UInt8(ascii: "\\")); buffer.append(byte)
+            case UInt8(ascii: "\n"): buffer.append(contentsOf: "\\n".utf8)
+            case UInt8(ascii: "\r"): buffer.append(contentsOf: "\\r".utf8)
+            case 0..<0x20, 0x7f:
+                let hex = Array("0123456789abcdef".utf8)
+                buffer.append(contentsOf: "\\x".utf8)
+                buffer.append(hex[Int(byte >> 4)]); buffer.append(hex[Int(byte & 15)])
+            default: buffer.append(byte)
+            }
+        }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    /// `2026-11-21T23:59:00.123Z`
+    private static func appendTimestamp(to buffer: inout [UInt8]) {
+        let ms = Clock.wallMillis()
+        var seconds = time_t(ms / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ v: Int32) { buffer.append(UInt8(48 + v / 10)); buffer.append(UInt8(48 + v % 10)) }
+        let year = Int(parts.tm_year) + 1900
+        buffer.append(contentsOf: String(year).utf8)
+        buffer.append(UInt8(ascii: "-")); two(parts.tm_mon + 1)
+        buffer.append(UInt8(ascii: "-")); two(parts.tm_mday)
+        buffer.append(UInt8(ascii: "T")); two(parts.tm_hour)
+        buffer.append(UInt8(ascii: ":")); two(parts.tm_min)
+        buffer.append(UInt8(ascii: ":")); two(parts.tm_sec)
+        let millis = Int32(ms % 1000)
+        buffer.append(UInt8(ascii: "."))
+        buffer.append(UInt8(48 + millis / 100)); two(millis % 100)
+        buffer.append(UInt8(ascii: "Z"))
+    }
+}
+
+/// The process's logger.
+public let log = Logger.shared
