@@ -18,9 +18,11 @@ let package = Package(
         .target(name: "HeraldLoop", dependencies: ["CHeraldSystem"]),
         // Connections, verbs, actions, rooms, cache: one worker's server.
         .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"]),
+        // The built-in actions, written with the same API as anyone's own.
+        .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
         // The load tool behind `herald bench`.
         .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldBench"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
     ]

@@ -148,11 +148,15 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     // MARK: Running
 
-    /// Runs the loop on the calling thread until `stop()`.
-    public func run() {
+    /// Makes the calling thread the loop's, runs `setup` on it, then runs the loop until
+    /// `stop()`. An error from `setup` is rethrown without running the loop.
+    public func run(_ setup: @LoopActor () throws -> Void) throws {
         ownerThread = pthread_self()
         running = true
-        LoopActor.assumeIsolated { self.runLoop() }
+        try LoopActor.assumeIsolated {
+            try setup()
+            self.runLoop()
+        }
     }
 
     /// Makes `run()` return after the current iteration. Loop thread only.

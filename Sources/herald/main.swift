@@ -1,1 +1,19 @@
-print("herald")
+import Glibc
+// BENCH import HeraldBench
+
+// herald <command> [options]
+let arguments = Array(CommandLine.arguments.dropFirst())
+let command = arguments.first ?? "help"
+let rest = Array(arguments.dropFirst())
+
+let status: Int32
+switch command {
+case "start": status = StartCommand.main(rest)
+// BENCH case "bench": status = Bench.main(rest)
+case "help", "--help", "-h": print(Usage.main); status = 0
+case "version", "--version": print("herald \(Usage.version)"); status = 0
+default:
+    fputs("herald: unknown command '\(command)'\n\n\(Usage.main)\n", stderr)
+    status = 2
+}
+exit(status)

@@ -1,0 +1,52 @@
+import HeraldLoop
+import HeraldProtocol
+
+/// One running action request: its params, the response it builds, the connection it
+/// came from, and the worker's services.
+@LoopActor
+public final class ActionCall {
+    /// The request's params: the connection's sticky params, or exactly a JSON request's
+    /// params, with declared defaults filled in.
+    public let params: JSONObject
+    /// Fields of the reply, in the order they are set.
+    public var response = JSONObject()
+    /// The worker's cache, rooms, clock and identity.
+    public let worker: WorkerServices
+    private let client: Connection
+
+    init(params: JSONObject, connection: Connection, worker: WorkerServices) {
+        self.params = params
+        self.client = connection
+        self.worker = worker
+    }
+
+    /// The connection that asked.
+    public var connection: ConnectionDetails { client.details }
+
+    /// A param as text (numbers are written as JSON would write them).
+    public func string(_ name: String) -> String? {
+        switch params[name] {
+        case .string(let text)?: return text
+        case .number(let number)?:
+            var bytes: [UInt8] = []
+            JSONWriter.writeNumber(number, to: &bytes)
+            return String(decoding: bytes, as: UTF8.self)
+        case .bool(let flag)?: return flag ? "true" : "false"
+        default: return nil
+        }
+    }
+
+    /// A numeric param, from a number or a numeric string.
+    public func number(_ name: String) -> Double? { params[name]?.numberValue }
+
+    /// Waits without blocking the worker.
+    public func sleep(milliseconds: Int) async { await EventLoop.current.sleep(milliseconds: milliseconds) }
+}
+
+/// What an action may know of the connection that called it.
+public struct ConnectionDetails: Sendable {
+    public let id: String
+    public let remoteIP: String
+    public let remotePort: Int
+    public let connectedAt: Int
+}

@@ -1,0 +1,133 @@
+import HeraldProtocol
+
+/// Everything a worker is configured with. Flat keys: the same names are used in the
+/// JSON config files, as `--set key=value`, and as `HERALD_<KEY_IN_SNAKE_CASE>` variables.
+public struct Configuration: Sendable, Equatable {
+    public var port = 5000
+    public var bind = "0.0.0.0"
+    /// Worker processes; 0 means one per core.
+    public var workers = 1
+    public var welcomeMessage = ReplyWriter.defaultWelcome
+    /// The room every new connection joins; "" for none.
+    public var defaultRoom = "defaultRoom"
+    public var announceJoinLeave = false
+    public var maxLineBytes = 1_048_576
+    public var simultaneousActions = 5
+    public var maxStickyParams = 1_000
+    public var maxStickyParamBytes = 8_388_608
+    public var maxOutputBytes = 1_048_576
+    public var maxConnections = 100_000
+    public var pendingShutdownWaitLimit = 5_000
+    /// Milliseconds between keep-alive lines; 0 is off.
+    public var keepAliveInterval = 0
+    public var publicDir = "public"
+    public var logLevel = "info"
+    /// Log destination; "" is stderr.
+    public var logFile = ""
+
+    public init() {}
+
+    /// Every key, in the order `herald config` and the docs list them.
+    public static let keys: [String] = [
+        "port", "bind", "workers", "welcomeMessage", "defaultRoom", "announceJoinLeave",
+        "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes",
+        "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
+        "publicDir", "logLevel", "logFile",
+    ]
+
+    /// Sets one key from a JSON value (numbers and booleans may also come as strings).
+    public mutating func set(_ key: String, _ value: JSON, source: String) throws(ConfigurationError) {
+        func int(min: Int, max: Int = Int.max) throws(ConfigurationError) -> Int {
+            guard let number = value.numberValue, number.rounded() == number,
+                  number >= Double(min), number <= Double(max) else {
+                throw ConfigurationError("\(source): \(key) must be a whole number from \(min) to \(max), not \(Self.describe(value))")
+            }
+            return Int(number)
+        }
+        func string() throws(ConfigurationError) -> String {
+            switch value {
+            case .string(let text): return text
+            case .number: return Self.describe(value)
+            default: throw ConfigurationError("\(source): \(key) must be a string, not \(Self.describe(value))")
+            }
+        }
+        func bool() throws(ConfigurationError) -> Bool {
+            switch value {
+            case .bool(let flag): return flag
+            case .string("true"), .string("1"), .string("yes"): return true
+            case .string("false"), .string("0"), .string("no"): return false
+            default: throw ConfigurationError("\(source): \(key) must be true or false, not \(Self.describe(value))")
+            }
+        }
+        switch key {
+        case "port": port = try int(min: 0, max: 65_535)
+        case "bind": bind = try string()
+        case "workers": workers = try int(min: 0, max: 1_024)
+        case "welcomeMessage": welcomeMessage = try string()
+        case "defaultRoom": defaultRoom = try string()
+        case "announceJoinLeave": announceJoinLeave = try bool()
+        case "maxLineBytes": maxLineBytes = try int(min: 1)
+        case "simultaneousActions": simultaneousActions = try int(min: 1)
+        case "maxStickyParams": maxStickyParams = try int(min: 1)
+        case "maxStickyParamBytes": maxStickyParamBytes = try int(min: 1)
+        case "maxOutputBytes": maxOutputBytes = try int(min: 1_024)
+        case "maxConnections": maxConnections = try int(min: 1)
+        case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0)
+        case "keepAliveInterval": keepAliveInterval = try int(min: 0)
+        case "publicDir": publicDir = try string()
+        case "logLevel":
+            let name = try string()
+            guard LogLevelName.isValid(name) else {
+                throw ConfigurationError("\(source): logLevel must be debug, info, warn or error, not \(name)")
+            }
+            logLevel = name
+        case "logFile": logFile = try string()
+        default:
+            throw ConfigurationError("\(source): unknown setting '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
+        }
+    }
+
+    /// The current value of every key, as JSON.
+    public var asJSON: JSONObject {
+        JSONObject([
+            ("port", .number(Double(port))), ("bind", .string(bind)), ("workers", .number(Double(workers))),
+            ("welcomeMessage", .string(welcomeMessage)), ("defaultRoom", .string(defaultRoom)),
+            ("announceJoinLeave", .bool(announceJoinLeave)), ("maxLineBytes", .number(Double(maxLineBytes))),
+            ("simultaneousActions", .number(Double(simultaneousActions))),
+            ("maxStickyParams", .number(Double(maxStickyParams))),
+            ("maxStickyParamBytes", .number(Double(maxStickyParamBytes))),
+            ("maxOutputBytes", .number(Double(maxOutputBytes))), ("maxConnections", .number(Double(maxConnections))),
+            ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
+            ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),
+            ("logLevel", .string(logLevel)), ("logFile", .string(logFile)),
+        ])
+    }
+
+    static func describe(_ value: JSON) -> String {
+        var bytes: [UInt8] = []
+        JSONWriter.write(value, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `maxLineBytes` → `HERALD_MAX_LINE_BYTES`.
+    public static func environmentName(for key: String) -> String {
+        var name = "HERALD_"
+        for character in key {
+            if character.isUppercase { name.append("_") }
+            name.append(contentsOf: character.uppercased())
+        }
+        return name
+    }
+}
+
+enum LogLevelName {
+    static func isValid(_ name: String) -> Bool {
+        ["debug", "info", "warn", "warning", "error"].contains(name.lowercased())
+    }
+}
+
+/// A configuration problem, said so that the operator can fix it.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,130 @@
+import HeraldLoop
+import HeraldProtocol
+
+/// One client connection: its protocol state and its queue of bytes to send. Owned by
+/// the worker's loop; every field is touched on the loop thread only.
+@LoopActor
+public final class Connection: EventHandler {
+    enum State {
+        /// Reading requests.
+        case open
+        /// The server is stopping: waiting for pending actions before the goodbye.
+        case draining
+        /// The goodbye is queued: send what is left, then shut down the sending side.
+        case closing
+        /// Output done and FIN sent; reading and discarding until the peer closes.
+        case lingering
+        case closed
+    }
+
+    unowned let worker: Worker
+    let transport: any Transport
+    let id: ConnectionID
+    let remoteIP: String
+    let remotePort: Int
+    let connectedAt: Int
+    var state = State.open
+
+    // Protocol state.
+    var framer: LineFramer
+    var messageCount = 0
+    var totalActions = 0
+    var pendingActions = 0
+    var params = JSONObject()
+    var paramBytes = 0
+    /// Rooms in the order joined, with their join times; the first is the current room.
+    var rooms: [(name: String, joinedAt: Int)] = []
+
+    // Output.
+    var output: [UInt8] = []
+    var outputSent = 0
+    var isQueuedForFlush = false
+    var isWatchingWritable = false
+    var lingerTimer: LoopTimer?
+
+    init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int) {
+        self.worker = worker
+        self.transport = transport
+        self.id = id
+        self.remoteIP = remoteIP
+        self.remotePort = remotePort
+        self.connectedAt = Clock.wallMillis()
+        self.framer = LineFramer(maxLineBytes: maxLineBytes)
+    }
+
+    var fd: Int32 { transport.fd }
+    var isOpen: Bool { state == .open || state == .draining }
+    var currentRoom: String? { rooms.first?.name }
+    var pendingOutputBytes: Int { output.count - outputSent }
+
+    func isMember(of room: String) -> Bool { rooms.contains { $0.name == room } }
+
+    public func handleEvents(_ events: UInt32) {
+        if events & (IOEvents.readable | IOEvents.hangUp | IOEvents.error) != 0 {
+            worker.readable(self)
+        }
+        if events & IOEvents.writable != 0 && state != .closed {
+            flush()
+        }
+    }
+
+    var details: ConnectionDetails {
+        ConnectionDetails(id: id.string, remoteIP: remoteIP, remotePort: remotePort, connectedAt: connectedAt)
+    }
+
+    // MARK: Sending
+
+    /// Appends to the output queue through `write` unless the queue is over the limit,
+    /// in which case the connection is dropped (a client that does not read).
+    func send(_ write: (inout [UInt8]) -> Void) {
+        guard state != .closed && state != .lingering else { return }
+        if pendingOutputBytes > worker.configuration.maxOutputBytes {
+            worker.drop(self, reason: "output queue over maxOutputBytes (\(worker.configuration.maxOutputBytes)); the client is not reading")
+            return
+        }
+        write(&output)
+        if !isQueuedForFlush {
+            isQueuedForFlush = true
+            worker.flushQueue.append(self)
+        }
+    }
+
+    func send(bytes: [UInt8]) { send { $0.append(contentsOf: bytes) } }
+
+    /// Writes as much of the queue as the socket takes.
+    func flush() {
+        while outputSent < output.count {
+            let result = output.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
+            switch result {
+            case .bytes(let n): outputSent += n
+            case .wouldBlock:
+                watchWritable(true)
+                return
+            case .closed, .failed:
+                worker.drop(self, reason: "write failed")
+                return
+            }
+        }
+        output = []
+        outputSent = 0
+        watchWritable(transport.needsWritableToRead)
+        if state == .closing { finishClosing() }
+    }
+
+    private func watchWritable(_ on: Bool) {
+        guard on != isWatchingWritable, state != .closed else { return }
+        isWatchingWritable = on
+        EventLoop.current.modify(fd: fd, events: IOEvents.readable | IOEvents.readHangUp | (on ? IOEvents.writable : 0))
+    }
+
+    /// Once the goodbye is out: FIN, then wait (bounded) for the peer to close, so that
+    /// unread input does not turn the close into a reset that could eat the goodbye.
+    private func finishClosing() {
+        state = .lingering
+        transport.shutdownOutput()
+        lingerTimer = EventLoop.current.schedule(afterMilliseconds: 2_000) { [weak self] in
+            guard let self, self.state == .lingering else { return }
+            self.worker.release(self)
+        }
+    }
+}

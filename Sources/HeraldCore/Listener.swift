@@ -1,0 +1,58 @@
+import CHeraldSystem
+import Glibc
+import HeraldLoop
+
+/// A listening socket on the loop, handing accepted sockets to the worker.
+@LoopActor
+final class Listener: EventHandler {
+    let fd: Int32
+    unowned let worker: Worker
+    /// Accept one connection per wake-up: with several workers on one shared socket,
+    /// the kernel then spreads connections evenly instead of the busiest waker taking all.
+    let acceptOnePerWake: Bool
+    private var pausedUntilTimer: LoopTimer?
+
+    init(fd: Int32, worker: Worker, acceptOnePerWake: Bool) {
+        self.fd = fd
+        self.worker = worker
+        self.acceptOnePerWake = acceptOnePerWake
+    }
+
+    func start() throws(SystemError) {
+        try EventLoop.current.register(fd: fd, events: IOEvents.readable | (acceptOnePerWake ? IOEvents.exclusive : 0), handler: self)
+    }
+
+    func stop() {
+        pausedUntilTimer?.cancel()
+        EventLoop.current.unregister(fd: fd)
+    }
+
+    func handleEvents(_ events: UInt32) {
+        var storage = sockaddr_storage()
+        for _ in 0..<(acceptOnePerWake ? 1 : 64) {
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = herald_accept(fd, &storage, &length)
+            if client >= 0 {
+                worker.accepted(fd: client, address: storage)
+                continue
+            }
+            let error = herald_errno()
+            switch error {
+            case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED:
+                return
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                // Out of descriptors or memory: stop accepting for a moment rather than spin.
+                log.error("accept.paused", ["reason": SystemError("accept", errno: error).description, "pauseMs": "100"])
+                EventLoop.current.unregister(fd: fd)
+                pausedUntilTimer = EventLoop.current.schedule(afterMilliseconds: 100) { [weak self] in
+                    guard let self, !self.worker.isStopping else { return }
+                    try? self.start()
+                }
+                return
+            default:
+                log.warn("accept.failed", ["reason": SystemError("accept", errno: error).description])
+                return
+            }
+        }
+    }
+}

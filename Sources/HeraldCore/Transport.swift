@@ -1,0 +1,61 @@
+import Glibc
+import HeraldLoop
+
+/// The outcome of a transport read or write.
+public enum IOResult: Equatable {
+    case bytes(Int)
+    case wouldBlock
+    case closed
+    case failed(Int32)
+}
+
+/// How a connection's bytes move: a plain socket, or TLS over one.
+@LoopActor
+public protocol Transport: AnyObject {
+    var fd: Int32 { get }
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> IOResult
+    func write(_ bytes: UnsafeRawBufferPointer) -> IOResult
+    /// True while the transport needs the socket to become writable before it can make
+    /// progress with reading (a TLS handshake or renegotiation).
+    var needsWritableToRead: Bool { get }
+    /// Ends the sending direction cleanly (TCP FIN, TLS close_notify).
+    func shutdownOutput()
+    func close()
+}
+
+/// A plain TCP socket.
+@LoopActor
+public final class SocketTransport: Transport {
+    public let fd: Int32
+
+    public init(fd: Int32) { self.fd = fd }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> IOResult {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .closed }
+            let error = errno
+            if error == EINTR { continue }
+            if error == EAGAIN || error == EWOULDBLOCK { return .wouldBlock }
+            return .failed(error)
+        }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) -> IOResult {
+        while true {
+            let n = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .bytes(n) }
+            let error = errno
+            if error == EINTR { continue }
+            if error == EAGAIN || error == EWOULDBLOCK { return .wouldBlock }
+            return .failed(error)
+        }
+    }
+
+    public var needsWritableToRead: Bool { false }
+
+    public func shutdownOutput() { _ = shutdown(fd, Int32(SHUT_WR)) }
+
+    public func close() { _ = Glibc.close(fd) }
+}

@@ -1,0 +1,95 @@
+import HeraldLoop
+import HeraldProtocol
+
+extension Worker {
+    /// One complete, non-empty line from a client.
+    func handleLine(_ line: UnsafeRawBufferPointer, from connection: Connection) {
+        connection.messageCount += 1
+        let count = connection.messageCount
+        switch RequestParser.parse(line) {
+        case .verb(let verb, let arguments):
+            handleVerb(verb, arguments: arguments, from: connection, messageCount: count)
+        case .action(let name):
+            connection.setSticky("action", .string(name))
+            runAction(named: name, params: connection.params, for: connection, messageCount: count)
+        case .jsonAction(let name, let params):
+            runAction(named: name, params: params ?? JSONObject(), for: connection, messageCount: count)
+        case .bad(let error):
+            connection.send { ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: count, to: &$0) }
+        }
+    }
+
+    /// Checks and starts an action; its reply is sent when it finishes.
+    func runAction(named name: String, params: JSONObject, for connection: Connection, messageCount: Int) {
+        connection.totalActions += 1
+        totalActions += 1
+        func refuse(_ error: String) {
+            connection.send { ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) }
+        }
+        if isStopping { return refuse("the server is shutting down") }
+        if connection.pendingActions >= configuration.simultaneousActions { return refuse("you have too many pending requests") }
+        guard let action = actions[name] else {
+            return refuse("Error: \(name.isEmpty ? "{no action}" : name) is not a known action.")
+        }
+        var params = params
+        for input in action.inputs {
+            let value = params[input.name]
+            if input.isRequired {
+                switch value {
+                case nil, .null?, .string("")?:
+                    return refuse("Error: \(input.name) is a required parameter for this action")
+                default: break
+                }
+            } else if value == nil, let fallback = input.defaultValue {
+                params[input.name] = fallback
+            }
+        }
+        connection.pendingActions += 1
+        pendingActions += 1
+        let call = ActionCall(params: params, connection: connection, worker: services)
+        let started = logActions ? Clock.monotonicNanos() : 0
+        Task.onLoop { [self] in
+            var error: String?
+            do {
+                try await action.run(call)
+            } catch let failure as ActionError {
+                error = failure.description
+            } catch {
+                log.error("action.failed", ["action": name, "connection": connection.id.string, "error": "\(error)"])
+                error = "Error: the server experienced an internal error"
+            }
+            self.finish(call, action: name, error: error, connection: connection, messageCount: messageCount, started: started)
+        }
+    }
+
+    private func finish(_ call: ActionCall, action: String, error: String?, connection: Connection, messageCount: Int, started: UInt64) {
+        connection.pendingActions -= 1
+        pendingActions -= 1
+        if logActions {
+            let micros = (Clock.monotonicNanos() - started) / 1_000
+            log.debug("action", ["action": action, "connection": connection.id.string, "durationUs": String(micros),
+                                 "error": error ?? ""])
+        }
+        guard connection.isOpen else { return }
+        connection.send { ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) }
+        if connection.pendingActions == 0 { pendingActionsDrained(connection) }
+    }
+}
+
+extension Connection {
+    /// Sets a sticky param, keeping the byte count used for the limits.
+    func setSticky(_ key: String, _ value: JSON) {
+        if let old = params[key] { paramBytes -= Self.size(key, old) }
+        params[key] = value
+        paramBytes += Self.size(key, value)
+    }
+
+    func removeSticky(_ key: String) {
+        if let old = params.removeValue(forKey: key) { paramBytes -= Self.size(key, old) }
+    }
+
+    static func size(_ key: String, _ value: JSON) -> Int {
+        if case .string(let text) = value { return key.utf8.count + text.utf8.count }
+        return key.utf8.count + 8
+    }
+}

@@ -1,0 +1,123 @@
+import HeraldLoop
+import HeraldProtocol
+
+extension Worker {
+    /// Adds the connection to `room` here and on the bus; replies (when `messageCount`
+    /// is given) once the join is visible everywhere.
+    func join(_ connection: Connection, room: String, messageCount: Int?) {
+        let joinedAt = Clock.wallMillis()
+        connection.rooms.append((room, joinedAt))
+        localRooms[room, default: [:]][ObjectIdentifier(connection)] = connection
+        if configuration.announceJoinLeave { broadcast(room: room, message: "I have entered the room", from: connection) }
+        guard !bus.isLocalOnly else {
+            if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
+            return
+        }
+        let member = RoomMember(id: connection.id.string, joinedAt: joinedAt)
+        Task.onLoop { [self] in
+            do {
+                try await bus.join(room: room, member: member)
+                if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
+            } catch {
+                log.warn("room.join.failed", ["room": room, "connection": member.id, "error": "\(error)"])
+                if let messageCount { replyVerb(connection, "the room could not be joined (\(error))", .bool(false), messageCount) }
+            }
+        }
+    }
+
+    func leave(_ connection: Connection, room: String, messageCount: Int?) {
+        connection.rooms.removeAll { $0.name == room }
+        removeLocalMember(connection, room: room)
+        if configuration.announceJoinLeave { broadcast(room: room, message: "I have left the room", from: connection) }
+        guard !bus.isLocalOnly else {
+            if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
+            return
+        }
+        let id = connection.id.string
+        Task.onLoop { [self] in
+            do {
+                try await bus.leave(room: room, memberID: id)
+            } catch {
+                log.warn("room.leave.failed", ["room": room, "connection": id, "error": "\(error)"])
+            }
+            if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
+        }
+    }
+
+    func leaveAllRooms(_ connection: Connection) {
+        for room in connection.rooms.map(\.name).reversed() { leave(connection, room: room, messageCount: nil) }
+    }
+
+    private func removeLocalMember(_ connection: Connection, room: String) {
+        localRooms[room]?[ObjectIdentifier(connection)] = nil
+        if localRooms[room]?.isEmpty == true { localRooms[room] = nil }
+    }
+
+    func viewRoom(_ room: String, for connection: Connection, messageCount: Int) {
+        guard !bus.isLocalOnly else {
+            let members = (localRooms[room] ?? [:]).values.compactMap { member in
+                member.rooms.first { $0.name == room }.map { RoomMember(id: member.id.string, joinedAt: $0.joinedAt) }
+            }
+            return replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
+        }
+        Task.onLoop { [self] in
+            do {
+                let members = try await bus.members(of: room)
+                replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
+            } catch {
+                replyVerb(connection, "the room could not be read (\(error))", nil, messageCount)
+            }
+        }
+    }
+
+    /// `{"room":R,"members":{"<id>":{"id","joinedAt"},…},"membersCount":k}`
+    static func roomView(_ room: String, _ members: [RoomMember]) -> JSON {
+        var listed = JSONObject()
+        for member in members.sorted(by: { ($0.joinedAt, $0.id) < ($1.joinedAt, $1.id) }) {
+            listed[member.id] = .object(JSONObject([("id", .string(member.id)), ("joinedAt", .number(Double(member.joinedAt)))]))
+        }
+        return .object(JSONObject([("room", .string(room)), ("members", .object(listed)), ("membersCount", .number(Double(listed.count)))]))
+    }
+
+    /// `say [room] message`
+    func say(_ arguments: String, from connection: Connection, messageCount: Int) {
+        guard let current = connection.currentRoom else {
+            return replyVerb(connection, "connection not in a room", .null, messageCount)
+        }
+        var room = current
+        var message = arguments
+        if let space = arguments.firstIndex(of: " ") {
+            let word = String(arguments[..<space])
+            let rest = arguments[arguments.index(after: space)...]
+            if !rest.isEmpty && connection.isMember(of: word) {
+                room = word
+                message = String(rest)
+            }
+        }
+        broadcast(room: room, message: message, from: connection)
+        replyVerb(connection, "OK", .null, messageCount)
+    }
+
+    /// Sends a chat line to every member of `room` on every worker but the sender.
+    func broadcast(room: String, message: String, from sender: Connection?) {
+        var line: [UInt8] = []
+        let senderID = sender?.id.string
+        ReplyWriter.chat(message: message, room: room, from: senderID.map(JSON.string) ?? .number(0),
+                         sentAt: Clock.wallMillis(), to: &line)
+        deliver(room: room, line: line, except: sender)
+        if !bus.isLocalOnly { bus.publish(room: room, senderID: senderID ?? "0", line: line) }
+    }
+
+    /// Sends a chat line to this worker's members of `room`, except `sender`.
+    func deliver(room: String, line: [UInt8], except sender: Connection?) {
+        guard let members = localRooms[room] else { return }
+        for member in members.values where member !== sender && member.isOpen {
+            member.send(bytes: line)
+        }
+    }
+
+    func replyVerb(_ connection: Connection, _ status: String, _ data: JSON?, _ messageCount: Int) {
+        guard connection.isOpen else { return }
+        connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
+    }
+}

@@ -1,0 +1,107 @@
+import HeraldLoop
+import HeraldProtocol
+
+extension Worker {
+    func handleVerb(_ verb: Verb, arguments: String, from connection: Connection, messageCount: Int) {
+        func reply(_ status: String, _ data: JSON?) {
+            connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
+        }
+        func ok(_ data: JSON?) { reply("OK", data) }
+        let firstWord = arguments.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+
+        switch verb {
+        case .quit, .exit, .close:
+            sayGoodbye(connection, reason: "\(verb.rawValue) requested")
+
+        case .paramAdd:
+            guard let (key, value) = Self.parseParamAdd(arguments) else { return reply("a parameter is required", nil) }
+            if connection.params[key] == nil && connection.params.count >= configuration.maxStickyParams {
+                return reply("too many params (\(configuration.maxStickyParams) max)", nil)
+            }
+            let oldSize = connection.params[key].map { Connection.size(key, $0) } ?? 0
+            if connection.paramBytes - oldSize + Connection.size(key, .string(value)) > configuration.maxStickyParamBytes {
+                return reply("params are too big (\(configuration.maxStickyParamBytes) bytes max)", nil)
+            }
+            connection.setSticky(key, .string(value))
+            ok(.null)
+
+        case .paramView:
+            ok(connection.params[firstWord])
+
+        case .paramDelete:
+            connection.removeSticky(firstWord)
+            ok(.null)
+
+        case .paramsView:
+            ok(.object(connection.params))
+
+        case .paramsDelete:
+            connection.params = JSONObject()
+            connection.paramBytes = 0
+            ok(.null)
+
+        case .roomAdd, .listenToRoom:
+            guard !firstWord.isEmpty else { return reply("a room is required", .bool(false)) }
+            guard !connection.isMember(of: firstWord) else { return reply("connection already in this room", .bool(false)) }
+            join(connection, room: firstWord, messageCount: messageCount)
+
+        case .roomLeave, .silenceRoom:
+            guard !firstWord.isEmpty else { return reply("a room is required", .bool(false)) }
+            guard connection.isMember(of: firstWord) else { return reply("connection not in this room", .bool(false)) }
+            leave(connection, room: firstWord, messageCount: messageCount)
+
+        case .roomChange:
+            guard !firstWord.isEmpty else { return reply("a room is required", .bool(false)) }
+            for room in connection.rooms.map(\.name) where room != firstWord { leave(connection, room: room, messageCount: nil) }
+            if connection.isMember(of: firstWord) { return ok(.bool(true)) }
+            join(connection, room: firstWord, messageCount: messageCount)
+
+        case .roomView:
+            let room = firstWord.isEmpty ? connection.currentRoom : firstWord
+            guard let room else { return reply("connection not in a room", nil) }
+            guard connection.isMember(of: room) else { return reply("not member of room \(room)", nil) }
+            viewRoom(room, for: connection, messageCount: messageCount)
+
+        case .detailsView:
+            ok(.object(details(of: connection)))
+
+        case .say:
+            say(arguments, from: connection, messageCount: messageCount)
+
+        case .documentation:
+            ok(documentation)
+
+        case .file:
+            sendFile(arguments.isEmpty ? connection.params["file"]?.stringValue ?? "" : arguments,
+                     to: connection, messageCount: messageCount)
+        }
+    }
+
+    /// `key=value with spaces` → (key, "value with spaces"); `key value more` → (key, "value").
+    static func parseParamAdd(_ arguments: String) -> (String, String)? {
+        let words = arguments.split(separator: " ", omittingEmptySubsequences: false)
+        guard let first = words.first else { return nil }
+        if let equals = first.firstIndex(of: "=") {
+            let key = String(first[..<equals])
+            guard !key.isEmpty else { return nil }
+            return (key, String(arguments[arguments.index(after: equals)...]))
+        }
+        guard !first.isEmpty else { return nil }
+        return (String(first), words.count > 1 ? String(words[1]) : "")
+    }
+
+    func details(of connection: Connection) -> JSONObject {
+        var data = JSONObject([
+            ("id", .string(connection.id.string)),
+            ("remoteIP", .string(connection.remoteIP)),
+            ("remotePort", .number(Double(connection.remotePort))),
+            ("params", .object(connection.params)),
+            ("connectedAt", .number(Double(connection.connectedAt))),
+        ])
+        if let room = connection.currentRoom { data.append("room", .string(room)) }
+        data.append("rooms", .array(connection.rooms.map { .string($0.name) }))
+        data.append("totalActions", .number(Double(connection.totalActions)))
+        data.append("pendingActions", .number(Double(connection.pendingActions)))
+        return data
+    }
+}

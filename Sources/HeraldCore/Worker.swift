@@ -1,0 +1,233 @@
+import Glibc
+import HeraldLoop
+import HeraldProtocol
+
+/// One worker: its listeners, its connections and everything they share, all on the
+/// process's event loop.
+@LoopActor
+public final class Worker {
+    public let configuration: Configuration
+    public let serverID: String
+    let startedAt = Clock.wallMillis()
+    let actions: ActionRegistry
+    let documentation: JSON
+    let cache: any Cache
+    let bus: any RoomBus
+    lazy var services = WorkerServices(worker: self)
+
+    private var listeners: [Listener] = []
+    private var connections: [Connection?] = []  // by fd
+    private(set) var connectionCount = 0
+    /// Members of each room on this worker.
+    var localRooms: [String: [ObjectIdentifier: Connection]] = [:]
+    /// Connections with output to write at the end of this loop iteration.
+    var flushQueue: [Connection] = []
+    var random = FastRandom()
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+    private(set) var totalActions = 0
+    var pendingActions = 0
+    let publicDirectory: PublicDirectory
+    let logActions: Bool
+
+    private(set) var isStopping = false
+    private var stopTimer: LoopTimer?
+    private var keepAliveTimer: LoopTimer?
+    private var onStopped: (@LoopActor () -> Void)?
+
+    public init(configuration: Configuration, actions: ActionRegistry, cache: any Cache, bus: any RoomBus, serverID: String) {
+        self.configuration = configuration
+        self.actions = actions
+        self.documentation = actions.documentation
+        self.cache = cache
+        self.bus = bus
+        self.serverID = serverID
+        self.publicDirectory = PublicDirectory(path: configuration.publicDir)
+        self.logActions = log.isEnabled(.debug)
+    }
+
+    /// Starts serving on the given listening sockets. `onStopped` runs once every
+    /// connection is gone after `stop()`.
+    public func start(listeningFDs: [Int32], acceptOnePerWake: Bool, onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
+        self.onStopped = onStopped
+        EventLoop.current.addBeforeSleepHook { [unowned self] in self.flushAll() }
+        bus.start { [unowned self] room, _, line in self.deliver(room: room, line: line, except: nil) }
+        for fd in listeningFDs {
+            let listener = Listener(fd: fd, worker: self, acceptOnePerWake: acceptOnePerWake)
+            try listener.start()
+            listeners.append(listener)
+        }
+        if configuration.keepAliveInterval > 0 { scheduleKeepAlive() }
+    }
+
+    // MARK: Connections
+
+    func accepted(fd: Int32, address: sockaddr_storage) {
+        let (ip, port) = Sockets.describe(address)
+        if isStopping || connectionCount >= configuration.maxConnections {
+            var line: [UInt8] = []
+            ReplyWriter.goodbye(reason: isStopping ? "server shutdown" : "too many connections", to: &line)
+            _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            close(fd)
+            log.warn("connection.refused", ["remote": "\(ip):\(port)", "reason": isStopping ? "stopping" : "maxConnections"])
+            return
+        }
+        Sockets.setNoDelay(fd)
+        let connection = Connection(worker: self, transport: SocketTransport(fd: fd), id: ConnectionID(using: &random),
+                                    remoteIP: ip, remotePort: port, maxLineBytes: configuration.maxLineBytes)
+        do {
+            try EventLoop.current.register(fd: fd, events: IOEvents.readable | IOEvents.readHangUp, handler: connection)
+        } catch {
+            log.error("connection.failed", ["reason": error.description])
+            close(fd)
+            return
+        }
+        let index = Int(fd)
+        if index >= connections.count {
+            connections.append(contentsOf: repeatElement(nil, count: index + 1 - connections.count))
+        }
+        connections[index] = connection
+        connectionCount += 1
+        bus.connectionCountChanged(connectionCount)
+        log.info("connection.open", ["id": connection.id.string, "remote": "\(ip):\(port)"])
+        let room = configuration.defaultRoom.isEmpty ? nil : configuration.defaultRoom
+        connection.send { ReplyWriter.welcome(configuration.welcomeMessage, room: room, to: &$0) }
+        if let room { join(connection, room: room, messageCount: nil) }
+    }
+
+    /// Reads what the connection has sent and handles each complete line.
+    func readable(_ connection: Connection) {
+        let result = connection.transport.read(into: readBuffer)
+        switch result {
+        case .bytes(let count):
+            if connection.state == .lingering { return }
+            let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
+            if TelnetBreak.isBreak(chunk) {
+                sayGoodbye(connection, reason: "break-character")
+                return
+            }
+            connection.framer.feed(chunk) { event in
+                switch event {
+                case .line(let line): handleLine(line, from: connection)
+                case .tooLong: lineTooLong(connection)
+                }
+                return connection.isOpen
+            }
+        case .wouldBlock:
+            if connection.transport.needsWritableToRead { connection.flush() }
+        case .closed:
+            if connection.state == .lingering { release(connection) } else { drop(connection, reason: "client closed") }
+        case .failed(let error):
+            drop(connection, reason: SystemError("read", errno: error).description)
+        }
+    }
+
+    private func lineTooLong(_ connection: Connection) {
+        connection.messageCount += 1
+        let count = connection.messageCount
+        let message = "data length is too big (\(configuration.maxLineBytes) max)"
+        connection.send { out in
+            // {"status":"error","error":…,"context":"response","messageCount":n}
+            ReplyWriter.actionReply(fields: JSONObject([("status", .string("error"))]), error: message, messageCount: count, to: &out)
+        }
+    }
+
+    /// Sends the goodbye, then closes once it is written.
+    func sayGoodbye(_ connection: Connection, reason: String) {
+        guard connection.isOpen else { return }
+        connection.send { ReplyWriter.goodbye(reason: reason, to: &$0) }
+        connection.state = .closing
+        leaveAllRooms(connection)
+        log.info("connection.close", closeFields(connection, reason: reason))
+        connection.flush()
+    }
+
+    /// Closes at once (the peer is gone or misbehaving).
+    func drop(_ connection: Connection, reason: String) {
+        guard connection.state != .closed else { return }
+        if connection.isOpen {
+            leaveAllRooms(connection)
+            log.info("connection.close", closeFields(connection, reason: reason))
+        }
+        release(connection)
+    }
+
+    /// Frees everything the connection holds.
+    func release(_ connection: Connection) {
+        guard connection.state != .closed else { return }
+        connection.state = .closed
+        connection.lingerTimer?.cancel()
+        EventLoop.current.unregister(fd: connection.fd)
+        connections[Int(connection.fd)] = nil
+        connection.transport.close()
+        connection.output = []
+        connectionCount -= 1
+        bus.connectionCountChanged(connectionCount)
+        if isStopping && connectionCount == 0 { finishStopping() }
+    }
+
+    private func closeFields(_ connection: Connection, reason: String) -> KeyValuePairs<String, String> {
+        ["id": connection.id.string, "reason": reason, "messages": String(connection.messageCount),
+         "actions": String(connection.totalActions), "durationMs": String(Clock.wallMillis() - connection.connectedAt)]
+    }
+
+    // MARK: Output
+
+    private func flushAll() {
+        guard !flushQueue.isEmpty else { return }
+        let queue = flushQueue
+        flushQueue.removeAll(keepingCapacity: true)
+        for connection in queue {
+            connection.isQueuedForFlush = false
+            if connection.state != .closed { connection.flush() }
+        }
+    }
+
+    private func scheduleKeepAlive() {
+        keepAliveTimer = EventLoop.current.schedule(afterMilliseconds: configuration.keepAliveInterval) { [weak self] in
+            guard let self, !self.isStopping else { return }
+            let now = Clock.wallMillis()
+            for case let connection? in self.connections where connection.isOpen {
+                connection.send { ReplyWriter.keepAlive(serverTime: now, to: &$0) }
+            }
+            self.scheduleKeepAlive()
+        }
+    }
+
+    // MARK: Stopping
+
+    /// Stops accepting; each connection gets the goodbye once its pending actions have
+    /// replied (or `pendingShutdownWaitLimit` has passed).
+    public func stop() {
+        guard !isStopping else { return }
+        isStopping = true
+        log.info("server.stopping", ["connections": String(connectionCount)])
+        for listener in listeners { listener.stop() }
+        keepAliveTimer?.cancel()
+        for case let connection? in connections where connection.isOpen {
+            connection.state = .draining
+            if connection.pendingActions == 0 { sayGoodbye(connection, reason: "server shutdown") }
+        }
+        stopTimer = EventLoop.current.schedule(afterMilliseconds: configuration.pendingShutdownWaitLimit) { [weak self] in
+            guard let self else { return }
+            for case let connection? in self.connections where connection.isOpen {
+                self.sayGoodbye(connection, reason: "server shutdown")
+            }
+        }
+        if connectionCount == 0 { finishStopping() }
+    }
+
+    /// Called when a draining connection's last pending action has replied.
+    func pendingActionsDrained(_ connection: Connection) {
+        if connection.state == .draining { sayGoodbye(connection, reason: "server shutdown") }
+    }
+
+    private func finishStopping() {
+        guard let onStopped else { return }
+        self.onStopped = nil
+        stopTimer?.cancel()
+        flushAll()
+        bus.stop()
+        log.info("server.stopped", [:])
+        onStopped()
+    }
+}

@@ -1,0 +1,45 @@
+import HeraldLoop
+import HeraldProtocol
+
+/// What an action can use of the worker that runs it.
+@LoopActor
+public final class WorkerServices {
+    unowned let worker: Worker
+
+    init(worker: Worker) { self.worker = worker }
+
+    /// This worker's id (unique per worker process).
+    public var serverID: String { worker.serverID }
+    /// Milliseconds since the worker started.
+    public var uptime: Int { Clock.wallMillis() - worker.startedAt }
+    public var cache: any Cache { worker.cache }
+    public var configuration: Configuration { worker.configuration }
+    /// The documentation of every action, as the `documentation` verb shows it.
+    public var documentation: JSON { worker.documentation }
+
+    /// This worker's counts.
+    public var stats: JSONObject {
+        JSONObject([
+            ("connections", .number(Double(worker.connectionCount))),
+            ("rooms", .number(Double(worker.localRooms.count))),
+            ("totalActions", .number(Double(worker.totalActions))),
+            ("pendingActions", .number(Double(worker.pendingActions))),
+        ])
+    }
+
+    /// Counts across the cluster (through the room bus).
+    public func clusterStats() async throws -> ClusterStats {
+        if worker.bus.isLocalOnly {
+            return ClusterStats(connections: worker.connectionCount, rooms: worker.localRooms.count, workers: 1)
+        }
+        return try await worker.bus.stats()
+    }
+
+    /// A uniformly distributed double in [0, 1), from the worker's fast generator.
+    public func randomUnitInterval() -> Double { Double.random(in: 0..<1, using: &worker.random) }
+
+    /// Sends `message` to every member of `room` on every worker, `"from":0`.
+    public func broadcast(room: String, message: String) {
+        worker.broadcast(room: room, message: message, from: nil)
+    }
+}

@@ -1,0 +1,5 @@
+import HeraldCore
+
+enum SettingsList {
+    static var text: String { Configuration.keys.joined(separator: ", ") }
+}
