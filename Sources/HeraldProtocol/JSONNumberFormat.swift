@@ -13,10 +13,15 @@ public enum JSONNumberFormat {
     /// Appends `d` exactly as JavaScript's `JSON.stringify` would.
     @inlinable
     public static func write(_ d: Double, to out: inout [UInt8]) {
-        let m = d.magnitude
-        if m < exactIntegerLimit, d == d.rounded(.towardZero) {
+        if d.magnitude < exactIntegerLimit {
             // Fast path: integral (ms timestamps, counters). -0 lands here as 0.
-            writeInt64(Int64(d), to: &out)
+            // (Int64(d) truncates in one instruction; no libm call.)
+            let i = Int64(d)
+            if Double(i) == d {
+                writeInt64(i, to: &out)
+                return
+            }
+            writeShortest(d, to: &out)
         } else if d.isFinite {
             writeShortest(d, to: &out)
         } else {
