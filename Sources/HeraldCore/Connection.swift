@@ -8,7 +8,7 @@ public final class Connection: EventHandler {
     enum State {
         /// Reading requests.
         case open
-        /// The server is stopping: waiting for pending actions before the goodbye.
+        /// Waiting for pending actions before the goodbye (`goodbyeReason`).
         case draining
         /// The goodbye is queued: send what is left, then shut down the sending side.
         case closing
@@ -24,6 +24,10 @@ public final class Connection: EventHandler {
     let remotePort: Int
     let connectedAt: Int
     var state = State.open
+    /// Why the connection is draining: the goodbye it gets once its actions replied.
+    var goodbyeReason: String?
+    /// The client asked to quit: later lines are ignored.
+    var isQuitting = false
 
     // Protocol state.
     var framer: LineFramer
@@ -54,6 +58,8 @@ public final class Connection: EventHandler {
 
     var fd: Int32 { transport.fd }
     var isOpen: Bool { state == .open || state == .draining }
+    /// Whether lines from the client are still handled.
+    var acceptsLines: Bool { isOpen && !isQuitting }
     var currentRoom: String? { rooms.first?.name }
     var pendingOutputBytes: Int { output.count - outputSent }
 

@@ -49,16 +49,16 @@ extension Worker {
         let call = ActionCall(params: params, connection: connection, worker: services)
         let started = logActions ? Clock.monotonicNanos() : 0
         Task.onLoop { [self] in
-            var error: String?
+            var failure: String?
             do {
                 try await action.run(call)
-            } catch let failure as ActionError {
-                error = failure.description
+            } catch let error as ActionError {
+                failure = error.description
             } catch {
                 log.error("action.failed", ["action": name, "connection": connection.id.string, "error": "\(error)"])
-                error = "Error: the server experienced an internal error"
+                failure = "Error: the server experienced an internal error"
             }
-            self.finish(call, action: name, error: error, connection: connection, messageCount: messageCount, started: started)
+            self.finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
         }
     }
 

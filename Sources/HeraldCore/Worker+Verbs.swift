@@ -11,7 +11,8 @@ extension Worker {
 
         switch verb {
         case .quit, .exit, .close:
-            sayGoodbye(connection, reason: "\(verb.rawValue) requested")
+            connection.isQuitting = true
+            sayGoodbyeWhenIdle(connection, reason: "\(verb.rawValue) requested")
 
         case .paramAdd:
             guard let (key, value) = Self.parseParamAdd(arguments) else { return reply("a parameter is required", nil) }

@@ -24,7 +24,7 @@ public final class Worker {
     var flushQueue: [Connection] = []
     var random = FastRandom()
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
-    private(set) var totalActions = 0
+    var totalActions = 0
     var pendingActions = 0
     let publicDirectory: PublicDirectory
     let logActions: Bool
@@ -99,7 +99,7 @@ public final class Worker {
         let result = connection.transport.read(into: readBuffer)
         switch result {
         case .bytes(let count):
-            if connection.state == .lingering { return }
+            guard connection.acceptsLines else { return }
             let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
             if TelnetBreak.isBreak(chunk) {
                 sayGoodbye(connection, reason: "break-character")
@@ -110,7 +110,7 @@ public final class Worker {
                 case .line(let line): handleLine(line, from: connection)
                 case .tooLong: lineTooLong(connection)
                 }
-                return connection.isOpen
+                return connection.acceptsLines
             }
         case .wouldBlock:
             if connection.transport.needsWritableToRead { connection.flush() }
@@ -129,6 +129,14 @@ public final class Worker {
             // {"status":"error","error":…,"context":"response","messageCount":n}
             ReplyWriter.actionReply(fields: JSONObject([("status", .string("error"))]), error: message, messageCount: count, to: &out)
         }
+    }
+
+    /// Sends the goodbye once the connection's pending actions have replied.
+    func sayGoodbyeWhenIdle(_ connection: Connection, reason: String) {
+        guard connection.isOpen else { return }
+        if connection.goodbyeReason == nil { connection.goodbyeReason = reason }
+        connection.state = .draining
+        if connection.pendingActions == 0 { sayGoodbye(connection, reason: connection.goodbyeReason ?? reason) }
     }
 
     /// Sends the goodbye, then closes once it is written.
@@ -204,13 +212,12 @@ public final class Worker {
         for listener in listeners { listener.stop() }
         keepAliveTimer?.cancel()
         for case let connection? in connections where connection.isOpen {
-            connection.state = .draining
-            if connection.pendingActions == 0 { sayGoodbye(connection, reason: "server shutdown") }
+            sayGoodbyeWhenIdle(connection, reason: "server shutdown")
         }
         stopTimer = EventLoop.current.schedule(afterMilliseconds: configuration.pendingShutdownWaitLimit) { [weak self] in
             guard let self else { return }
             for case let connection? in self.connections where connection.isOpen {
-                self.sayGoodbye(connection, reason: "server shutdown")
+                self.sayGoodbye(connection, reason: connection.goodbyeReason ?? "server shutdown")
             }
         }
         if connectionCount == 0 { finishStopping() }
@@ -218,7 +225,7 @@ public final class Worker {
 
     /// Called when a draining connection's last pending action has replied.
     func pendingActionsDrained(_ connection: Connection) {
-        if connection.state == .draining { sayGoodbye(connection, reason: "server shutdown") }
+        if connection.state == .draining, let reason = connection.goodbyeReason { sayGoodbye(connection, reason: reason) }
     }
 
     private func finishStopping() {

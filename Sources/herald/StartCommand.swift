@@ -16,24 +16,24 @@ enum StartCommand {
             }
             loader = parsed
         } catch {
-            fputs("herald start: \(error)\nRun `herald start --help` for the options.\n", stderr)
+            printError("herald start: \(error)\nRun `herald start --help` for the options.\n")
             return 2
         }
         let configuration: Configuration
         do {
             configuration = try loader.load()
         } catch {
-            fputs("herald start: \(error)\n", stderr)
+            printError("herald start: \(error)\n")
             return 2
         }
         if configuration.workers != 1 {
-            fputs("herald start: this version runs exactly one worker (workers=\(configuration.workers)); the cluster supervisor is not built yet\n", stderr)
+            printError("herald start: this version runs exactly one worker (workers=\(configuration.workers)); the cluster supervisor is not built yet\n")
             return 2
         }
         do {
             try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile)
         } catch {
-            fputs("herald start: cannot open the log: \(error)\n", stderr)
+            printError("herald start: cannot open the log: \(error)\n")
             return 2
         }
         return serve(configuration)
@@ -84,7 +84,7 @@ enum StartCommand {
         } catch {
             log.error("server.bind.failed", ["bind": configuration.bind, "port": String(configuration.port), "error": error.description])
             log.flush()
-            fputs("herald start: cannot listen on \(configuration.bind):\(configuration.port): \(error)\n", stderr)
+            printError("herald start: cannot listen on \(configuration.bind):\(configuration.port): \(error)\n")
             return 1
         }
         let serverID = "\(ProcessEnvironment.hostname)-\(getpid())"

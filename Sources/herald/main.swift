@@ -13,7 +13,7 @@ case "start": status = StartCommand.main(rest)
 case "help", "--help", "-h": print(Usage.main); status = 0
 case "version", "--version": print("herald \(Usage.version)"); status = 0
 default:
-    fputs("herald: unknown command '\(command)'\n\n\(Usage.main)\n", stderr)
+    printError("herald: unknown command '\(command)'\n\n\(Usage.main)\n")
     status = 2
 }
 exit(status)

@@ -1,0 +1,8 @@
+import Glibc
+
+/// Writes a message to standard error.
+func printError(_ message: String) {
+    var bytes = Array(message.utf8)
+    if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
+    bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}
