@@ -1,0 +1,4 @@
+enum Idle {
+    static let specs: [OptionSpec] = []
+    static func run(_ options: Options) throws -> Int32 { 0 }
+}
