@@ -84,6 +84,7 @@ final class FanoutRun {
     private var outOfOrder = 0
     private var histogram = Histogram()
     private var lastDelivery: UInt64 = 0
+    private var closedSubscribers = 0    // dropped by the server (e.g. a slow-consumer limit)
 
     private var failure: String?
 
@@ -133,6 +134,9 @@ final class FanoutRun {
         }
         if let failure { throw BenchError.failure(failure) }
         report(elapsed: Double((lastDelivery > 0 ? lastDelivery : publishedUntil) - start) / 1e9)
+        if closedSubscribers > 0 {
+            throw BenchError.failure("the server closed \(closedSubscribers) of the \(subs.count) subscriber connections")
+        }
         return 0
     }
 
@@ -238,7 +242,15 @@ final class FanoutRun {
 
     private func deliver(_ s: Int) {
         let c = subs[s]
-        guard readSome(c, "subscriber \(s)") else { return }
+        let n = c.input.read(from: c.fd)
+        if n == -1 { return }
+        if n <= 0 {
+            // A server may drop a subscriber that cannot keep up: count it, keep measuring.
+            closedSubscribers += 1
+            poller.remove(c.fd)
+            c.close()
+            return
+        }
         let now = Clock.micros()
         if config.redis {
             do {
@@ -297,6 +309,7 @@ final class FanoutRun {
         r.add("p50", number: Format.millis(histogram.percentile(0.50)))
         r.add("p99", number: Format.millis(histogram.percentile(0.99)))
         r.add("errors", errors)
+        if closedSubscribers > 0 { r.add("closed_subscribers", closedSubscribers) }
         print(r.render(json: config.json, units: ["elapsed": "s", "p50": "ms", "p99": "ms"]))
     }
 }

@@ -76,6 +76,9 @@ enum RequestResponse {
         if let failure = workers.compactMap(\.failure).first {
             throw BenchError.failure(failure + " (\(requests) replies measured before)")
         }
+        if requests == 0 {
+            throw BenchError.failure("no replies in the measured \(Format.fixed(config.duration, 1))s (is --target right?)")
+        }
 
         var report = Report(mode: "rr")
         report.add("target", config.target)
