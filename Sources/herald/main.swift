@@ -1,5 +1,5 @@
 import Glibc
-// BENCH import HeraldBench
+import HeraldBench
 
 // herald <command> [options]
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -9,7 +9,7 @@ let rest = Array(arguments.dropFirst())
 let status: Int32
 switch command {
 case "start": status = StartCommand.main(rest)
-// BENCH case "bench": status = Bench.main(rest)
+case "bench": status = Bench.main(rest)
 case "help", "--help", "-h": print(Usage.main); status = 0
 case "version", "--version": print("herald \(Usage.version)"); status = 0
 default:
