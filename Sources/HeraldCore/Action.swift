@@ -26,25 +26,47 @@ public struct ActionInput: Sendable, Equatable {
 ///     }
 ///
 /// `run` executes on the worker's event loop (`@LoopActor`): it must not block, but it
-/// may `await` (a timer through `call.sleep`, the cache, other workers).
+/// may `await` (a timer through `call.sleep`, the cache, other workers). A body without
+/// `await` is a synchronous action and runs inline, without starting a task: the
+/// cheapest kind of request.
 public struct Action: Sendable {
-    public typealias Body = @LoopActor @Sendable (ActionCall) async throws -> Void
+    public typealias SyncBody = @LoopActor @Sendable (ActionCall) throws -> Void
+    public typealias AsyncBody = @LoopActor @Sendable (ActionCall) async throws -> Void
+
+    public enum Body: Sendable {
+        case sync(SyncBody)
+        case async(AsyncBody)
+    }
 
     public let name: String
     public let description: String
     public let version: Int
     public let inputs: [ActionInput]
     public let outputExample: JSONObject
-    public let run: Body
+    public let body: Body
 
+    /// A synchronous action: `run` returns with the response complete.
     public init(name: String, description: String, version: Int = 1, inputs: [ActionInput] = [],
-                outputExample: JSONObject = JSONObject(), run: @escaping Body) {
+                outputExample: JSONObject = JSONObject(), run: @escaping SyncBody) {
+        self.init(name: name, description: description, version: version, inputs: inputs,
+                  outputExample: outputExample, body: .sync(run))
+    }
+
+    /// An action that waits: `run` runs in a task on the worker's loop.
+    public init(name: String, description: String, version: Int = 1, inputs: [ActionInput] = [],
+                outputExample: JSONObject = JSONObject(), run: @escaping AsyncBody) {
+        self.init(name: name, description: description, version: version, inputs: inputs,
+                  outputExample: outputExample, body: .async(run))
+    }
+
+    public init(name: String, description: String, version: Int, inputs: [ActionInput],
+                outputExample: JSONObject, body: Body) {
         self.name = name
         self.description = description
         self.version = version
         self.inputs = inputs
         self.outputExample = outputExample
-        self.run = run
+        self.body = body
     }
 }
 

@@ -17,7 +17,7 @@ public final class Connection: EventHandler {
         case closed
     }
 
-    unowned let worker: Worker
+    unowned(unsafe) let worker: Worker  // the worker outlives its connections
     let transport: any Transport
     let id: ConnectionID
     let remoteIP: String
@@ -56,6 +56,8 @@ public final class Connection: EventHandler {
         self.framer = LineFramer(maxLineBytes: maxLineBytes)
     }
 
+    static let initialOutputCapacity = 1_024
+
     var fd: Int32 { transport.fd }
     var isOpen: Bool { state == .open || state == .draining }
     /// Whether lines from the client are still handled.
@@ -88,6 +90,9 @@ public final class Connection: EventHandler {
             worker.drop(self, reason: "output queue over maxOutputBytes (\(worker.configuration.maxOutputBytes)); the client is not reading")
             return
         }
+        // An idle connection holds no output buffer; a busy one gets room for a batch of
+        // replies at once instead of growing it a few bytes at a time.
+        if output.capacity == 0 { output.reserveCapacity(Self.initialOutputCapacity) }
         write(&output)
         if !isQueuedForFlush {
             isQueuedForFlush = true

@@ -48,18 +48,33 @@ extension Worker {
         pendingActions += 1
         let call = ActionCall(params: params, connection: connection, worker: services)
         let started = logActions ? Clock.monotonicNanos() : 0
-        Task.onLoop { [self] in
+        switch action.body {
+        case .sync(let run):
             var failure: String?
             do {
-                try await action.run(call)
-            } catch let error as ActionError {
-                failure = error.description
+                try run(call)
             } catch {
-                log.error("action.failed", ["action": name, "connection": connection.id.string, "error": "\(error)"])
-                failure = "Error: the server experienced an internal error"
+                failure = Self.failureText(error, action: name, connection: connection)
             }
-            self.finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
+            finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
+        case .async(let run):
+            Task.onLoop { [self] in
+                var failure: String?
+                do {
+                    try await run(call)
+                } catch {
+                    failure = Self.failureText(error, action: name, connection: connection)
+                }
+                self.finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
+            }
         }
+    }
+
+    /// An `ActionError`'s own text; anything else is logged and reported as internal.
+    private static func failureText(_ error: any Error, action: String, connection: Connection) -> String {
+        if let error = error as? ActionError { return error.description }
+        log.error("action.failed", ["action": action, "connection": connection.id.string, "error": "\(error)"])
+        return "Error: the server experienced an internal error"
     }
 
     private func finish(_ call: ActionCall, action: String, error: String?, connection: Connection, messageCount: Int, started: UInt64) {
@@ -79,7 +94,10 @@ extension Worker {
 extension Connection {
     /// Sets a sticky param, keeping the byte count used for the limits.
     func setSticky(_ key: String, _ value: JSON) {
-        if let old = params[key] { paramBytes -= Self.size(key, old) }
+        if let old = params[key] {
+            if old == value { return }
+            paramBytes -= Self.size(key, old)
+        }
         params[key] = value
         paramBytes += Self.size(key, value)
     }

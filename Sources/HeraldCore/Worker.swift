@@ -5,7 +5,7 @@ import HeraldProtocol
 /// One worker: its listeners, its connections and everything they share, all on the
 /// process's event loop.
 @LoopActor
-public final class Worker {
+public final class Worker: BeforeSleepHook {
     public let configuration: Configuration
     public let serverID: String
     let startedAt = Clock.wallMillis()
@@ -49,7 +49,7 @@ public final class Worker {
     /// connection is gone after `stop()`.
     public func start(listeningFDs: [Int32], acceptOnePerWake: Bool, onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
         self.onStopped = onStopped
-        EventLoop.current.addBeforeSleepHook { [unowned self] in self.flushAll() }
+        EventLoop.current.addBeforeSleepHook(self)
         bus.start { [unowned self] room, _, line in self.deliver(room: room, line: line, except: nil) }
         for fd in listeningFDs {
             let listener = Listener(fd: fd, worker: self, acceptOnePerWake: acceptOnePerWake)
@@ -179,6 +179,11 @@ public final class Worker {
     }
 
     // MARK: Output
+
+    public func beforeSleep() {
+        flushAll()
+        log.flush()
+    }
 
     private func flushAll() {
         guard !flushQueue.isEmpty else { return }

@@ -9,6 +9,12 @@ public protocol EventHandler: AnyObject {
     func handleEvents(_ events: UInt32)
 }
 
+/// Work done once per loop iteration before the loop waits for events.
+@LoopActor
+public protocol BeforeSleepHook: AnyObject {
+    func beforeSleep()
+}
+
 /// Epoll event bits, re-exported so callers need not import the C shim.
 public enum IOEvents {
     public static let readable = HERALD_EPOLLIN
@@ -49,7 +55,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let remotePending = Atomic<Bool>(false)
 
     private var timers = TimerHeap()
-    private var beforeSleep: [@LoopActor () -> Void] = []
+    private var beforeSleep: [any BeforeSleepHook] = []
 
     private init() {
         epollFD = herald_epoll_create()
@@ -139,11 +145,11 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         }
     }
 
-    /// Runs `body` once per loop iteration, after the ready work and before waiting
-    /// (used to flush buffered output such as logs).
+    /// Calls `hook.beforeSleep()` once per loop iteration, after the ready work and
+    /// before waiting (used to flush buffered output).
     @LoopActor
-    public func addBeforeSleepHook(_ body: @escaping @LoopActor () -> Void) {
-        beforeSleep.append(body)
+    public func addBeforeSleepHook(_ hook: any BeforeSleepHook) {
+        beforeSleep.append(hook)
     }
 
     // MARK: Running
@@ -168,7 +174,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         var events = [herald_epoll_event](repeating: herald_epoll_event(), count: 256)
         while running {
             runJobs()
-            for hook in beforeSleep { hook() }
+            for hook in beforeSleep { hook.beforeSleep() }
             guard running else { break }
             let timeout = localJobs.isEmpty ? timers.timeoutMilliseconds(now: Clock.monotonicNanos()) : 0
             let count = events.withUnsafeMutableBufferPointer {
