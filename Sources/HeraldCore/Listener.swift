@@ -6,14 +6,16 @@ import HeraldLoop
 @LoopActor
 final class Listener: EventHandler {
     let fd: Int32
+    let transports: any TransportFactory
     unowned let worker: Worker
     /// Accept one connection per wake-up: with several workers on one shared socket,
     /// the kernel then spreads connections evenly instead of the busiest waker taking all.
     let acceptOnePerWake: Bool
     private var pausedUntilTimer: LoopTimer?
 
-    init(fd: Int32, worker: Worker, acceptOnePerWake: Bool) {
-        self.fd = fd
+    init(socket: ListeningSocket, worker: Worker, acceptOnePerWake: Bool) {
+        self.fd = socket.fd
+        self.transports = socket.transports
         self.worker = worker
         self.acceptOnePerWake = acceptOnePerWake
     }
@@ -33,7 +35,7 @@ final class Listener: EventHandler {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let client = herald_accept(fd, &storage, &length)
             if client >= 0 {
-                worker.accepted(fd: client, address: storage)
+                worker.accepted(fd: client, address: storage, transports: transports)
                 continue
             }
             let error = herald_errno()

@@ -59,3 +59,29 @@ public final class SocketTransport: Transport {
 
     public func close() { _ = Glibc.close(fd) }
 }
+
+/// Makes the transport for each connection a listener accepts (plain TCP by default;
+/// TLS plugs in here).
+@LoopActor
+public protocol TransportFactory: AnyObject {
+    /// Wraps an accepted, non-blocking socket. Throwing closes the socket.
+    func makeTransport(fd: Int32) throws -> any Transport
+}
+
+/// Plain TCP.
+@LoopActor
+public final class SocketTransportFactory: TransportFactory {
+    public init() {}
+    public func makeTransport(fd: Int32) throws -> any Transport { SocketTransport(fd: fd) }
+}
+
+/// A listening socket a worker serves, and how its connections' bytes move.
+public struct ListeningSocket {
+    public let fd: Int32
+    public let transports: any TransportFactory
+
+    public init(fd: Int32, transports: any TransportFactory) {
+        self.fd = fd
+        self.transports = transports
+    }
+}

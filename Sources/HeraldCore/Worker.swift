@@ -47,12 +47,13 @@ public final class Worker: BeforeSleepHook {
 
     /// Starts serving on the given listening sockets. `onStopped` runs once every
     /// connection is gone after `stop()`.
-    public func start(listeningFDs: [Int32], acceptOnePerWake: Bool, onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
+    public func start(listening sockets: [ListeningSocket], acceptOnePerWake: Bool,
+                      onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
         bus.start { [unowned self] room, _, line in self.deliver(room: room, line: line, except: nil) }
-        for fd in listeningFDs {
-            let listener = Listener(fd: fd, worker: self, acceptOnePerWake: acceptOnePerWake)
+        for socket in sockets {
+            let listener = Listener(socket: socket, worker: self, acceptOnePerWake: acceptOnePerWake)
             try listener.start()
             listeners.append(listener)
         }
@@ -61,7 +62,7 @@ public final class Worker: BeforeSleepHook {
 
     // MARK: Connections
 
-    func accepted(fd: Int32, address: sockaddr_storage) {
+    func accepted(fd: Int32, address: sockaddr_storage, transports: any TransportFactory) {
         let (ip, port) = Sockets.describe(address)
         if isStopping || connectionCount >= configuration.maxConnections {
             var line: [UInt8] = []
@@ -72,7 +73,15 @@ public final class Worker: BeforeSleepHook {
             return
         }
         Sockets.setNoDelay(fd)
-        let connection = Connection(worker: self, transport: SocketTransport(fd: fd), id: ConnectionID(using: &random),
+        let transport: any Transport
+        do {
+            transport = try transports.makeTransport(fd: fd)
+        } catch {
+            log.warn("connection.refused", ["remote": "\(ip):\(port)", "reason": "\(error)"])
+            close(fd)
+            return
+        }
+        let connection = Connection(worker: self, transport: transport, id: ConnectionID(using: &random),
                                     remoteIP: ip, remotePort: port, maxLineBytes: configuration.maxLineBytes)
         do {
             try EventLoop.current.register(fd: fd, events: IOEvents.readable | IOEvents.readHangUp, handler: connection)

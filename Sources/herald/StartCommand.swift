@@ -93,7 +93,8 @@ enum StartCommand {
             try EventLoop.current.run {
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
                                     cache: MemoryCache(), bus: InProcessBus(), serverID: serverID)
-                try worker.start(listeningFDs: [listenFD], acceptOnePerWake: false) {
+                try worker.start(listening: [ListeningSocket(fd: listenFD, transports: SocketTransportFactory())],
+                                 acceptOnePerWake: false) {
                     EventLoop.current.stop()
                 }
                 var signals = 0
