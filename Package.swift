@@ -18,11 +18,13 @@ let package = Package(
         .target(name: "HeraldLoop", dependencies: ["CHeraldSystem"]),
         // Connections, verbs, actions, rooms, cache: one worker's server.
         .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"]),
+        // The supervisor: worker processes, rolling reload, control socket, pidfile.
+        .target(name: "HeraldCluster", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHeraldSystem"]),
         // The built-in actions, written with the same API as anyone's own.
         .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
         // The load tool behind `herald bench`.
         .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
     ]

@@ -60,6 +60,11 @@ public final class Worker: BeforeSleepHook {
         if configuration.keepAliveInterval > 0 { scheduleKeepAlive() }
     }
 
+    /// This worker's counts.
+    public var statistics: (connections: Int, rooms: Int, totalActions: Int, pendingActions: Int) {
+        (connectionCount, localRooms.count, totalActions, pendingActions)
+    }
+
     // MARK: Connections
 
     func accepted(fd: Int32, address: sockaddr_storage, transports: any TransportFactory) {
@@ -191,7 +196,6 @@ public final class Worker: BeforeSleepHook {
 
     public func beforeSleep() {
         flushAll()
-        log.flush()
     }
 
     private func flushAll() {
