@@ -53,7 +53,7 @@ private struct Parser {
     /// An enclosing container, parked while a nested one is being filled.
     enum Parent {
         case array([JSON])
-        case object(JSONObject, key: String, index: [String: Int])
+        case object(JSONObject, key: String, index: [String: Int]?)
     }
 
     mutating func parseDocument() throws(JSONError) -> JSON {
@@ -64,7 +64,7 @@ private struct Parser {
         var array: [JSON] = []
         var object = JSONObject()
         var key = ""
-        var keyIndex: [String: Int] = [:]
+        var keyIndex: [String: Int]? = nil
         var parents: [Parent] = []
 
         parseValue: while true {
@@ -84,7 +84,7 @@ private struct Parser {
                     if depth > 0 {
                         parents.append(inObject ? .object(object, key: key, index: keyIndex) : .array(array))
                         array = []
-                        keyIndex = [:]
+                        keyIndex = nil
                     }
                     depth += 1
                     inObject = true
@@ -104,7 +104,7 @@ private struct Parser {
                     if depth > 0 {
                         parents.append(inObject ? .object(object, key: key, index: keyIndex) : .array(array))
                         object = JSONObject()
-                        keyIndex = [:]
+                        keyIndex = nil
                     }
                     depth += 1
                     inObject = false
@@ -151,7 +151,7 @@ private struct Parser {
                     i += 1
                     value = .object(object)
                     object = JSONObject()
-                    keyIndex = [:]
+                    keyIndex = nil
                 } else {
                     array.append(value)
                     skipWhitespace()
@@ -182,23 +182,28 @@ private struct Parser {
         }
     }
 
-    static func insert(_ key: String, _ value: JSON, into object: inout JSONObject, index: inout [String: Int]) {
-        if object.count < indexedObjectThreshold {
+    /// Sets `key` like `JSONObject`'s subscript. From `indexedObjectThreshold` keys
+    /// on, a hash index finds duplicates, so a hostile line with many keys costs
+    /// linear, not quadratic, time.
+    static func insert(_ key: String, _ value: JSON, into object: inout JSONObject, index: inout [String: Int]?) {
+        if index == nil {
             if let at = object.index(forKey: key) {
-                object.pairs[at].value = value
+                object.entries[at].value = value
                 return
             }
             object.append(key, value)
             if object.count == indexedObjectThreshold {
-                index.reserveCapacity(indexedObjectThreshold * 2)
-                for (k, (key: name, value: _)) in object.pairs.enumerated() { index[name] = k }
+                var built: [String: Int] = [:]
+                built.reserveCapacity(indexedObjectThreshold * 2)
+                for k in object.entries.indices { built[object.entries[k].key] = k }
+                index = built
             }
             return
         }
-        if let at = index[key] {
-            object.pairs[at].value = value
+        if let at = index![key] {
+            object.entries[at].value = value
         } else {
-            index[key] = object.count
+            index![key] = object.count
             object.append(key, value)
         }
     }
@@ -282,13 +287,19 @@ private struct Parser {
         let open = i
         i += 1
         let start = i
+        var highBits: UInt8 = 0
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
                 i += 1
+                if highBits < 0x80 {
+                    // ASCII only: nothing to validate.
+                    return raw.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) }
+                }
                 return try makeString(raw, at: start, inInput: true)
             }
+            highBits |= c
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw error("control character in string") }
             i += 1
