@@ -138,11 +138,7 @@ public final class Worker: BeforeSleepHook {
     private func lineTooLong(_ connection: Connection) {
         connection.messageCount += 1
         let count = connection.messageCount
-        let message = "data length is too big (\(configuration.maxLineBytes) max)"
-        connection.send { out in
-            // {"status":"error","error":…,"context":"response","messageCount":n}
-            ReplyWriter.actionReply(fields: JSONObject([("status", .string("error"))]), error: message, messageCount: count, to: &out)
-        }
+        connection.send { ReplyWriter.tooLong(maxLineBytes: configuration.maxLineBytes, messageCount: count, to: &$0) }
     }
 
     /// Sends the goodbye once the connection's pending actions have replied.
