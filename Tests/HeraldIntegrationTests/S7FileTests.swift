@@ -45,7 +45,7 @@ struct FileTests {
             try c.send("file sub/nested.txt")
             let nested = try c.readRaw(count: 13)
             try check(nested == Array("nested\r\nfile\n".utf8), "nested file differs: \(describe(nested))")
-            try c.roundTrip("paramsView", #"{"status":"OK","context":"response","data":{},"messageCount":4}"#)
+            try c.roundTrip("paramsView", #"{"status":"OK","context":"response","data":{"action":"randomNumber"},"messageCount":4}"#)
         }
     }
 

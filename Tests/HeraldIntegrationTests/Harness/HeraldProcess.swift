@@ -466,10 +466,11 @@ func withHerald(_ options: HeraldOptions = HeraldOptions(),
     let tail = server.stderrTail()
     defer { server.removeDirectory() }
     if let bodyError {
+        let death = alreadyExited && !server.signalledByTest ? "herald had exited during the test (\(status))\n" : ""
         if let harness = bodyError as? HarnessError {
-            throw HarnessError.withServerLog(harness.description, stderr: tail)
+            throw HarnessError.withServerLog(death + harness.description, stderr: tail)
         }
-        Issue.record("herald stderr (tail):\n\(tail)", sourceLocation: sourceLocation)
+        Issue.record("\(death)herald stderr (tail):\n\(tail)", sourceLocation: sourceLocation)
         throw bodyError
     }
     if alreadyExited && !server.signalledByTest {

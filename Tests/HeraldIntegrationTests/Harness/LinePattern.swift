@@ -54,10 +54,12 @@ struct LinePattern: CustomStringConvertible {
         far = max(far, pos)
         guard t < tokens.count else { return pos == b.count }
         func capture(_ end: Int) -> Bool {
-            caps.append(String(decoding: b[pos..<end], as: UTF8.self))
-            if step(t + 1, b, end, &caps, &far) { return true }
-            caps.removeLast()
-            return false
+            // The capture text is made only once the rest matched (trying many ends of
+            // a long <ANY> must not copy the line each time).
+            let index = caps.count
+            guard step(t + 1, b, end, &caps, &far) else { return false }
+            caps.insert(String(decoding: b[pos..<end], as: UTF8.self), at: index)
+            return true
         }
         switch tokens[t] {
         case .literal(let lit):
@@ -97,13 +99,14 @@ struct LinePattern: CustomStringConvertible {
             }
             return capture(p)
         case .str:
+            // Shortest first: the text that follows may itself be string content.
             var p = pos
-            while p < b.count, b[p] != UInt8(ascii: "\"") {
-                if b[p] < 0x20 { return false }
+            while true {
+                if capture(p) { return true }
+                guard p < b.count, b[p] != UInt8(ascii: "\""), b[p] >= 0x20 else { return false }
                 p += b[p] == UInt8(ascii: "\\") ? 2 : 1
+                if p > b.count { return false }
             }
-            guard p <= b.count else { return false }
-            return capture(p)
         case .any:
             for end in pos...b.count where capture(end) { return true }
             return false
