@@ -90,7 +90,7 @@ struct RoomsChatTests {
         try withHerald { h in
             let (a, _) = try h.connectWelcomed()
             try a.roundTrip("roomLeave defaultRoom", #"{"status":"OK","context":"response","data":true,"messageCount":1}"#)
-            try a.roundTrip("say anyone?", #"{"status":"connection not in a room","context":"response","messageCount":2}"#)
+            try a.roundTrip("say anyone?", #"{"status":"connection not in a room","context":"response","data":null,"messageCount":2}"#)
         }
     }
 

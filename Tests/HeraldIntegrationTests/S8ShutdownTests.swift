@@ -65,6 +65,27 @@ struct ShutdownTests {
         }
     }
 
+    @Test("a stopping server welcomes no new connection")
+    func stopsAccepting() throws {
+        try withHerald { h in
+            let (c, _) = try h.connectWelcomed()
+            try c.send(#"{"action":"sleepTest","params":{"sleepDuration":1500}}"#)
+            try c.roundTrip("paramsView", #"{"status":"OK","context":"response","data":{},"messageCount":2}"#)
+            h.signal(SIGTERM)
+            usleep(300_000)
+            // Refused, or accepted by the kernel but never welcomed: both are fine.
+            if let late = try? LineClient(port: h.port, connectTimeout: 1) {
+                defer { late.close() }
+                if let line = try? late.readLine(timeout: 0.5) {
+                    try check(!line.hasPrefix(#"{"welcome""#), "a connection made after SIGTERM was welcomed: \(line)")
+                }
+            }
+            try c.expect(#"{"sleepStarted":<INT>,"sleepEnded":<INT>,"sleepDelta":<INT>,"sleepDuration":1500,"context":"response","messageCount":1}"#, timeout: 6)
+            try c.expect(Self.shutdownBye, timeout: 3)
+            try Self.expectExit(h, within: 6)
+        }
+    }
+
     @Test("pendingShutdownWaitLimit caps the wait for pending actions")
     func shutdownWaitLimit() throws {
         try withHerald(HeraldOptions([("pendingShutdownWaitLimit", "300")])) { h in

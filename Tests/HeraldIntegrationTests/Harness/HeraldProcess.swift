@@ -308,6 +308,9 @@ final class HeraldProcess {
             args += options.extraArguments
 
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+            // Runtime files (pidfile, control socket) in the private directory, so that
+            // servers of tests running in parallel do not collide.
+            env["HERALD_RUN_DIR"] = dir.path
             env.merge(options.environment) { $1 }
             let child = try ChildProcess(path: binary, arguments: args, environment: env, directory: dir,
                                          stdoutPath: dir.appendingPathComponent("herald.stdout").path,
@@ -490,7 +493,8 @@ func runHerald(_ arguments: [String], timeout: Double = 10) throws -> (status: E
     defer { try? FileManager.default.removeItem(at: dir) }
     let out = dir.appendingPathComponent("stdout").path
     let err = dir.appendingPathComponent("stderr").path
-    let env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+    env["HERALD_RUN_DIR"] = dir.path
     let child = try ChildProcess(path: binary, arguments: arguments, environment: env, directory: dir,
                                  stdoutPath: out, stderrPath: err)
     guard let status = child.waitForExit(timeout: timeout) else {
