@@ -283,6 +283,8 @@ final class HeraldProcess {
         let binary = heraldBinaryPath()
         guard access(binary, X_OK) == 0 else { throw HarnessError.binaryMissing(binary) }
         let dir = try directory ?? makeTempDir()
+        var started = false
+        defer { if !started && directory == nil { try? FileManager.default.removeItem(at: dir) } }
         try options.prepare?(dir)
         var lastFailure = ""
         attempts: for _ in 0..<3 {
@@ -318,6 +320,7 @@ final class HeraldProcess {
             let server = HeraldProcess(port: port, directory: dir, process: child, arguments: args)
             switch server.waitUntilServing(timeout: 10) {
             case .ready:
+                started = true
                 return server
             case .exited(let status):
                 lastFailure = "`herald \(args.joined(separator: " "))` exited (\(status)) before serving on port \(port)\n--- stderr ---\n\(server.stderrTail())"
