@@ -4,7 +4,7 @@ import Glibc
 /// A real `redis-server` on a free loopback port, private to one test: no persistence,
 /// its own process group, killed when the test ends (or the test process dies).
 final class RedisServer {
-    let port: UInt16
+    private(set) var port: UInt16 = 0
     let directory: URL
     private var process: ChildProcess?
 
