@@ -29,7 +29,7 @@ public struct ActionInput: Sendable, Equatable {
 /// may `await` (a timer through `call.sleep`, the cache, other workers). A body without
 /// `await` is a synchronous action and runs inline, without starting a task: the
 /// cheapest kind of request.
-public struct Action: Sendable {
+public final class Action: Sendable {
     public typealias SyncBody = @LoopActor @Sendable (ActionCall) throws -> Void
     public typealias AsyncBody = @LoopActor @Sendable (ActionCall) async throws -> Void
 
@@ -46,15 +46,15 @@ public struct Action: Sendable {
     public let body: Body
 
     /// A synchronous action: `run` returns with the response complete.
-    public init(name: String, description: String, version: Int = 1, inputs: [ActionInput] = [],
-                outputExample: JSONObject = JSONObject(), run: @escaping SyncBody) {
+    public convenience init(name: String, description: String, version: Int = 1, inputs: [ActionInput] = [],
+                            outputExample: JSONObject = JSONObject(), run: @escaping SyncBody) {
         self.init(name: name, description: description, version: version, inputs: inputs,
                   outputExample: outputExample, body: .sync(run))
     }
 
     /// An action that waits: `run` runs in a task on the worker's loop.
-    public init(name: String, description: String, version: Int = 1, inputs: [ActionInput] = [],
-                outputExample: JSONObject = JSONObject(), run: @escaping AsyncBody) {
+    public convenience init(name: String, description: String, version: Int = 1, inputs: [ActionInput] = [],
+                            outputExample: JSONObject = JSONObject(), run: @escaping AsyncBody) {
         self.init(name: name, description: description, version: version, inputs: inputs,
                   outputExample: outputExample, body: .async(run))
     }

@@ -7,12 +7,13 @@ import HeraldProtocol
 public final class ActionCall {
     /// The request's params: the connection's sticky params, or exactly a JSON request's
     /// params, with declared defaults filled in.
-    public let params: JSONObject
+    public private(set) var params: JSONObject
     /// Fields of the reply, in the order they are set.
     public var response = JSONObject()
     /// The worker's cache, rooms, clock and identity.
     public let worker: WorkerServices
-    private let client: Connection
+    /// The connection; nil only while the call waits in the worker's pool.
+    private var client: Connection?
 
     init(params: JSONObject, connection: Connection, worker: WorkerServices) {
         self.params = params
@@ -20,8 +21,25 @@ public final class ActionCall {
         self.worker = worker
     }
 
+    /// Readies a pooled call for another request (the worker reuses calls nobody else
+    /// holds, keeping the response's storage).
+    func reuse(params: JSONObject, connection: Connection) {
+        self.params = params
+        self.client = connection
+    }
+
+    /// Lets go of a finished call's request, keeping its storage.
+    func clear() {
+        params = JSONObject()
+        client = nil
+        response.removeAll(keepingCapacity: true)
+    }
+
     /// The connection that asked.
-    public var connection: ConnectionDetails { client.details }
+    public var connection: ConnectionDetails {
+        guard let client else { preconditionFailure("ActionCall used after its action finished") }
+        return client.details
+    }
 
     /// A param as text (numbers are written as JSON would write them).
     public func string(_ name: String) -> String? {

@@ -56,8 +56,6 @@ public final class Connection: EventHandler {
         self.framer = LineFramer(maxLineBytes: maxLineBytes)
     }
 
-    static let initialOutputCapacity = 1_024
-
     var fd: Int32 { transport.fd }
     var isOpen: Bool { state == .open || state == .draining }
     /// Whether lines from the client are still handled.
@@ -65,7 +63,10 @@ public final class Connection: EventHandler {
     var currentRoom: String? { rooms.first?.name }
     var pendingOutputBytes: Int { output.count - outputSent }
 
-    func isMember(of room: String) -> Bool { rooms.contains { $0.name == room } }
+    func isMember(of room: String) -> Bool {
+        for joined in rooms where joined.name == room { return true }
+        return false
+    }
 
     public func handleEvents(_ events: UInt32) {
         if events & (IOEvents.readable | IOEvents.hangUp | IOEvents.error) != 0 {
@@ -90,9 +91,9 @@ public final class Connection: EventHandler {
             worker.drop(self, reason: "output queue over maxOutputBytes (\(worker.configuration.maxOutputBytes)); the client is not reading")
             return
         }
-        // An idle connection holds no output buffer; a busy one gets room for a batch of
-        // replies at once instead of growing it a few bytes at a time.
-        if output.capacity == 0 { output.reserveCapacity(Self.initialOutputCapacity) }
+        // An idle connection holds no output buffer; a busy one borrows one from the
+        // worker's pool, with room for a batch of replies.
+        if output.capacity == 0 { output = worker.outputBuffers.take() }
         write(&output)
         if !isQueuedForFlush {
             isQueuedForFlush = true
@@ -105,7 +106,7 @@ public final class Connection: EventHandler {
     /// Writes as much of the queue as the socket takes.
     func flush() {
         while outputSent < output.count {
-            let result = output.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
+            let result = output.withBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
             switch result {
             case .bytes(let n): outputSent += n
             case .wouldBlock:
@@ -116,7 +117,7 @@ public final class Connection: EventHandler {
                 return
             }
         }
-        output = []
+        worker.outputBuffers.give(&output)
         outputSent = 0
         watchWritable(transport.needsWritableToRead)
         if state == .closing { finishClosing() }

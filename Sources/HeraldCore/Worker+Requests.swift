@@ -28,7 +28,7 @@ extension Worker {
         }
         if isStopping { return refuse("the server is shutting down") }
         if connection.pendingActions >= configuration.simultaneousActions { return refuse("you have too many pending requests") }
-        guard let action = actions[name] else {
+        guard let action = lookUpAction(name) else {
             return refuse("Error: \(name.isEmpty ? "{no action}" : name) is not a known action.")
         }
         var params = params
@@ -46,7 +46,7 @@ extension Worker {
         }
         connection.pendingActions += 1
         pendingActions += 1
-        let call = ActionCall(params: params, connection: connection, worker: services)
+        var call = makeCall(params: params, connection: connection)
         let started = logActions ? Clock.monotonicNanos() : 0
         switch action.body {
         case .sync(let run):
@@ -57,8 +57,9 @@ extension Worker {
                 failure = Self.failureText(error, action: name, connection: connection)
             }
             finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
+            recycle(&call)
         case .async(let run):
-            Task.onLoop { [self] in
+            Task.onLoop { [self, call] in
                 var failure: String?
                 do {
                     try await run(call)
@@ -77,6 +78,23 @@ extension Worker {
         return "Error: the server experienced an internal error"
     }
 
+    /// The action named `name`; the last one found is remembered, since clients tend to
+    /// call the same action again and again.
+    private func lookUpAction(_ name: String) -> Action? {
+        if let last = lastAction, last.name == name { return last }
+        let found = actions[name]
+        if found != nil { lastAction = found }
+        return found
+    }
+
+    private func makeCall(params: JSONObject, connection: Connection) -> ActionCall {
+        if let call = spareCalls.popLast() {
+            call.reuse(params: params, connection: connection)
+            return call
+        }
+        return ActionCall(params: params, connection: connection, worker: services)
+    }
+
     private func finish(_ call: ActionCall, action: String, error: String?, connection: Connection, messageCount: Int, started: UInt64) {
         connection.pendingActions -= 1
         pendingActions -= 1
@@ -85,9 +103,17 @@ extension Worker {
             log.debug("action", ["action": action, "connection": connection.id.string, "durationUs": String(micros),
                                  "error": error ?? ""])
         }
-        guard connection.isOpen else { return }
-        connection.send { ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) }
-        if connection.pendingActions == 0 { pendingActionsDrained(connection) }
+        if connection.isOpen {
+            connection.send { ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) }
+            if connection.pendingActions == 0 { pendingActionsDrained(connection) }
+        }
+    }
+
+    /// Keeps a finished call for reuse, unless the action kept a reference to it.
+    private func recycle(_ call: inout ActionCall) {
+        guard isKnownUniquelyReferenced(&call), spareCalls.count < 64 else { return }
+        call.clear()
+        spareCalls.append(call)
     }
 }
 
@@ -95,7 +121,7 @@ extension Connection {
     /// Sets a sticky param, keeping the byte count used for the limits.
     func setSticky(_ key: String, _ value: JSON) {
         if let old = params[key] {
-            if old == value { return }
+            if case .string(let oldText) = old, case .string(let newText) = value, oldText == newText { return }
             paramBytes -= Self.size(key, old)
         }
         params[key] = value

@@ -7,7 +7,7 @@ extension Worker {
             connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
         }
         func ok(_ data: JSON?) { reply("OK", data) }
-        let firstWord = arguments.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let firstWord = arguments.firstIndex(of: " ").map { String(arguments[..<$0]) } ?? arguments
 
         switch verb {
         case .quit, .exit, .close:

@@ -22,6 +22,11 @@ public final class Worker: BeforeSleepHook {
     var localRooms: [String: [ObjectIdentifier: Connection]] = [:]
     /// Connections with output to write at the end of this loop iteration.
     var flushQueue: [Connection] = []
+    /// The action found last, and finished calls kept for reuse.
+    var lastAction: Action?
+    var spareCalls: [ActionCall] = []
+    /// Output buffers lent to connections while they have bytes to send.
+    var outputBuffers = BufferPool()
     var random = FastRandom()
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
     var totalActions = 0
@@ -177,7 +182,7 @@ public final class Worker: BeforeSleepHook {
         EventLoop.current.unregister(fd: connection.fd)
         connections[Int(connection.fd)] = nil
         connection.transport.close()
-        connection.output = []
+        outputBuffers.give(&connection.output)
         connectionCount -= 1
         bus.connectionCountChanged(connectionCount)
         if isStopping && connectionCount == 0 { finishStopping() }

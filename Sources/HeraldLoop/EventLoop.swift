@@ -171,16 +171,18 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     @LoopActor
     private func runLoop() {
-        var events = [herald_epoll_event](repeating: herald_epoll_event(), count: 256)
+        // A plain buffer, not an array: a closure handed to the standard library's
+        // `withUnsafe…` from loop-isolated code costs a run-time isolation check per call.
+        let capacity = 256
+        let events = UnsafeMutablePointer<herald_epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
         while running {
             runJobs()
             for hook in beforeSleep { hook.beforeSleep() }
             log.flush()
             guard running else { break }
             let timeout = localJobs.isEmpty ? timers.timeoutMilliseconds(now: Clock.monotonicNanos()) : 0
-            let count = events.withUnsafeMutableBufferPointer {
-                herald_epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout)
-            }
+            let count = herald_epoll_wait(epollFD, events, Int32(capacity), timeout)
             if count < 0 {
                 if herald_errno() == EINTR { continue }
                 fatalError("epoll_wait failed: errno \(herald_errno())")

@@ -86,8 +86,11 @@ public struct JSONObject: Sendable, Equatable, Sequence {
         return entries.remove(at: i).value
     }
 
-    public mutating func removeAll() {
-        entries.removeAll()
+    public mutating func removeAll(keepingCapacity: Bool = false) {
+        guard keepingCapacity else { return entries = [] }
+        // removeLast keeps the storage without the generic range replacement that
+        // removeAll(keepingCapacity:) goes through.
+        while !entries.isEmpty { entries.removeLast() }
     }
 
     /// Reserves room for `n` keys.

@@ -23,20 +23,29 @@ public enum RequestParser {
 
     /// The verb spelled by `word`, or nil. No allocation.
     public static func verb(_ word: UnsafeRawBufferPointer) -> Verb? {
-        // Verbs are 3 to 13 bytes; compare only those with the right length.
-        guard word.count >= 3, word.count <= 13 else { return nil }
-        for (verb, spelling) in verbSpellings where spelling.count == word.count {
-            var same = true
-            for k in 0..<word.count where word[k] != spelling[k] {
-                same = false
-                break
-            }
-            if same { return verb }
+        // Bucketed by length, compared against static strings: a plain action name is
+        // ruled out in a comparison or two.
+        func matches(_ spelling: StaticString) -> Bool {
+            let letters = spelling.utf8Start
+            for k in 0..<word.count where word[k] != letters[k] { return false }
+            return true
         }
-        return nil
+        switch word.count {
+        case 3: return matches("say") ? .say : nil
+        case 4: return matches("quit") ? .quit : matches("exit") ? .exit : matches("file") ? .file : nil
+        case 5: return matches("close") ? .close : nil
+        case 7: return matches("roomAdd") ? .roomAdd : nil
+        case 8: return matches("paramAdd") ? .paramAdd : matches("roomView") ? .roomView : nil
+        case 9: return matches("paramView") ? .paramView : matches("roomLeave") ? .roomLeave : nil
+        case 10: return matches("paramsView") ? .paramsView : matches("roomChange") ? .roomChange : nil
+        case 11:
+            return matches("paramDelete") ? .paramDelete : matches("detailsView") ? .detailsView
+                : matches("silenceRoom") ? .silenceRoom : nil
+        case 12: return matches("paramsDelete") ? .paramsDelete : matches("listenToRoom") ? .listenToRoom : nil
+        case 13: return matches("documentation") ? .documentation : nil
+        default: return nil
+        }
     }
-
-    private static let verbSpellings: [(Verb, [UInt8])] = Verb.allCases.map { ($0, Array($0.rawValue.utf8)) }
 
     private static func parseJSON(_ line: UnsafeRawBufferPointer) -> Request {
         let value: JSON
