@@ -52,6 +52,7 @@ enum StartCommand {
             case "--workers": loader.overrides.append(("workers", ConfigurationLoader.value(fromText: try value())))
             case "--log-level": loader.overrides.append(("logLevel", .string(try value())))
             case "--log": loader.overrides.append(("logFile", .string(try value())))
+            case "--redis": loader.overrides.append(("redisUrl", .string(try value())))
             case "--config": loader.configFile = try value()
             case "--config-dir": configDirectory = try value()
             case "--env": loader.environmentName = try value()
@@ -88,13 +89,21 @@ enum StartCommand {
             return 1
         }
         let serverID = "\(ProcessEnvironment.hostname)-\(getpid())"
+        let backends: BackendPlan
+        do { backends = try BackendPlan.choose(configuration) } catch {
+            printError("herald start: \(error)\n")
+            return 2
+        }
+        defer { backends.finish() }
         var exitStatus: Int32 = 0
         do {
             try EventLoop.current.run {
+                let (bus, cache, stopCache, backendName) = backends.make()
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
-                                    cache: MemoryCache(), bus: InProcessBus(), serverID: serverID)
+                                    cache: cache, bus: bus, serverID: serverID)
                 try worker.start(listening: [ListeningSocket(fd: listenFD, transports: SocketTransportFactory())],
                                  acceptOnePerWake: false) {
+                    stopCache()
                     EventLoop.current.stop()
                 }
                 var signals = 0
@@ -111,7 +120,7 @@ enum StartCommand {
                 _ = watcher
                 log.info("server.start", ["serverId": serverID, "bind": configuration.bind,
                                           "port": String(Sockets.localPort(of: listenFD)), "workers": "1",
-                                          "bus": "in-process", "cache": "in-process"])
+                                          "bus": backendName, "cache": backendName])
             }
         } catch {
             log.error("server.start.failed", ["error": "\(error)"])
