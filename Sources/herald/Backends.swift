@@ -13,12 +13,31 @@ struct BackendPlan {
     /// Why the in-process backends were chosen (nil when Redis is used).
     let inProcessReason: String?
 
+    /// The URL workers reach the private redis-server at (nil when there is none).
+    var privateURL: String? {
+        guard let privateRedis else { return nil }
+        return "unix://\(privateRedis.socketPath)"
+    }
+
+    /// A worker's backends: the configured Redis (the supervisor passes a private one
+    /// as HERALD_REDIS_URL), else in-process.
+    static func forWorker(_ configuration: Configuration) -> BackendPlan {
+        do {
+            if let endpoint = try RedisEndpoint.from(configuration) {
+                return BackendPlan(endpoint: endpoint, privateRedis: nil, runDirectory: nil, inProcessReason: nil)
+            }
+        } catch {
+            return BackendPlan(endpoint: nil, privateRedis: nil, runDirectory: nil, inProcessReason: "\(error)")
+        }
+        return BackendPlan(endpoint: nil, privateRedis: nil, runDirectory: nil, inProcessReason: "no Redis configured")
+    }
+
     /// Chooses before the loop starts (it may start redis-server).
-    static func choose(_ configuration: Configuration) throws(ConfigurationError) -> BackendPlan {
+    static func choose(_ configuration: Configuration, mayStartPrivateRedis: Bool) throws(ConfigurationError) -> BackendPlan {
         if let endpoint = try RedisEndpoint.from(configuration) {
             return BackendPlan(endpoint: endpoint, privateRedis: nil, runDirectory: nil, inProcessReason: nil)
         }
-        guard PrivateRedis.serverPath() != nil else {
+        guard mayStartPrivateRedis, PrivateRedis.serverPath() != nil else {
             return BackendPlan(endpoint: nil, privateRedis: nil, runDirectory: nil,
                                inProcessReason: "no Redis configured and redis-server is not installed")
         }

@@ -10,6 +10,8 @@ let rest = Array(arguments.dropFirst())
 let status: Int32
 switch command {
 case "start": status = StartCommand.main(rest)
+case "worker": status = WorkerCommand.main(rest)
+case "stop", "reload", "status", "scale": status = ClusterCommand.main(command, rest)
 case "bench": status = Bench.main(rest)
 case "__exec-child": status = PrivateRedis.execChild(rest)  // internal: a child that dies with herald
 case "help", "--help", "-h": print(Usage.main); status = 0
