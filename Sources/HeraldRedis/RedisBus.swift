@@ -184,7 +184,7 @@ public final class RedisBus: RoomBus {
                 if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
             }
         }
-        log.info("redis.registered", ["worker": workerID, "rooms": String(localMembers.count), "members": String(registered)])
+        log.info("redis.registered", ["workerId": workerID, "rooms": String(localMembers.count), "members": String(registered)])
     }
 
     private func scheduleHeartbeat() {
@@ -206,7 +206,7 @@ public final class RedisBus: RoomBus {
                        Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8), workerIDBytes]) { [weak self] result in
             guard let self else { return }
             if case .success(.integer(0)) = result, !self.localMembers.isEmpty {
-                log.warn("redis.worker.lost", ["worker": self.workerID, "reason": "heartbeat key was gone; registering again"])
+                log.warn("redis.worker.lost", ["workerId": self.workerID, "reason": "heartbeat key was gone; registering again"])
                 self.resync()
             }
         }
