@@ -16,6 +16,9 @@ enum Usage {
       help       this text
       version    print the version
 
+    Common start options: --port N (default 5000), --bind ADDRESS, --workers N,
+    --config FILE, --set KEY=VALUE, --daemon, --pidfile FILE, --log FILE.
+
     Docs: docs/ in the source tree (protocol, configuration, operations, actions).
     """
 
