@@ -165,7 +165,7 @@ public final class RedisBus: RoomBus {
     /// connect, or when the heartbeat found this worker's key gone).
     private func resync() {
         guard commands.isReady else { return }
-        heartbeat()
+        heartbeat(checkRegistration: false)
         commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
                        workerIDBytes, Array("0".utf8)]) { _ in }
         var registered = 0
@@ -200,12 +200,14 @@ public final class RedisBus: RoomBus {
         }
     }
 
-    private func heartbeat() {
+    /// Refreshes this worker's key; when Redis had lost it (restart, or reaped after a
+    /// stall) and `checkRegistration` is on, registers the members again.
+    private func heartbeat(checkRegistration: Bool = true) {
         guard commands.isReady else { return }
         commands.send([Array("EVAL".utf8), Array(Lua.heartbeat.utf8), Array("2".utf8), workerKey, workersKey,
                        Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8), workerIDBytes]) { [weak self] result in
             guard let self else { return }
-            if case .success(.integer(0)) = result, !self.localMembers.isEmpty {
+            if checkRegistration, case .success(.integer(0)) = result, !self.localMembers.isEmpty {
                 log.warn("redis.worker.lost", ["workerId": self.workerID, "reason": "heartbeat key was gone; registering again"])
                 self.resync()
             }

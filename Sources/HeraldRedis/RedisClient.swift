@@ -479,7 +479,8 @@ private let redisCommandCallback: @convention(c) (UnsafeMutablePointer<redisAsyn
             if let data = context?.pointee.data { client(data).noteReply() }
             pending.complete(.success(RedisReply(copying: reply.assumingMemoryBound(to: redisReply.self))))
         } else {
-            let reason = context.flatMap { $0.pointee.err != 0 ? String(cString: $0.pointee.errstr) : nil } ?? "connection closed"
+            let reason = context.flatMap { $0.pointee.err != 0 ? String(cString: $0.pointee.errstr) : nil }
+                ?? context?.pointee.data.map { client($0).lastError } ?? "connection closed"
             pending.complete(.failure(.disconnected(reason)))
         }
     }
