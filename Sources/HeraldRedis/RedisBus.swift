@@ -102,7 +102,7 @@ public final class RedisBus: RoomBus {
     public func join(room: String, member: RoomMember) async throws {
         localMembers[room, default: [:]][member.id] = member.joinedAt
         let waiter = subscriber.subscribe(channelName(room))
-        guard commands.isReady else { throw RedisError.unavailable(commands.lastError) }
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
         _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
@@ -120,13 +120,13 @@ public final class RedisBus: RoomBus {
             subscriber.unsubscribe(channelName(room))
             channelBytes[room] = nil
         }
-        guard commands.isReady else { throw RedisError.unavailable(commands.lastError) }
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                       arguments: [Array(memberID.utf8), Array(room.utf8), Array((lastHere ? "1" : "0").utf8)])
     }
 
     public func members(of room: String) async throws -> [RoomMember] {
-        guard commands.isReady else { throw RedisError.unavailable(commands.lastError) }
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         let reply = try await membersScript.run(on: commands, keys: [roomKey(room), roomsKey],
                                                 arguments: [prefix, Array(room.utf8)])
         guard let items = reply.array else { throw RedisError.protocolError("roomView: unexpected reply") }
@@ -143,7 +143,7 @@ public final class RedisBus: RoomBus {
     }
 
     public func stats() async throws -> ClusterStats {
-        guard commands.isReady else { throw RedisError.unavailable(commands.lastError) }
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         heartbeat()  // our own count, current
         let reply = try await reapScript.run(on: commands, keys: [workersKey, roomsKey],
                                              arguments: [prefix, [], Array("0".utf8)])

@@ -68,7 +68,7 @@ public final class RedisCache: Cache {
     }
 
     private func ready() throws {
-        guard client.isReady else { throw RedisError.unavailable(client.lastError) }
+        guard client.acceptsCommands else { throw RedisError.unavailable(client.lastError) }
     }
 
     /// `<createdAt> <expireTimestamp or ->\n<JSON>`

@@ -26,6 +26,9 @@ public final class RedisClient: EventHandler {
     /// Why the last connection attempt failed or the connection was lost.
     public private(set) var lastError = "not connected yet"
     public var isReady: Bool { state == .ready }
+    /// Ready, or connecting: a command sent now is written once connected (or fails
+    /// within the command timeout).
+    public var acceptsCommands: Bool { state == .ready || state == .connecting }
 
     /// Runs after each successful connect and handshake.
     public var onReady: (@LoopActor () -> Void)?
