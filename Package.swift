@@ -29,8 +29,13 @@ let package = Package(
         .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
         // The load tool behind `herald bench`.
         .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem"]),
+        // hiredis (Debian libhiredis-dev 0.14), the C client behind the Redis bus and cache.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        // The Redis room bus and shared cache, on the worker's loop; the private redis-server.
+        .target(name: "HeraldRedis", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHiredis", "CHeraldSystem"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "HeraldRedis", "CHeraldSystem"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
+        .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
     ]
 )

@@ -24,8 +24,22 @@ public struct Configuration: Sendable, Equatable {
     public var logLevel = "info"
     /// Log destination; "" is stderr.
     public var logFile = ""
+    /// Redis by URL: `redis://[:password@]host:port[/db]` or `unix:///path/to.sock[?db=N]`.
+    /// Takes precedence over the separate redis settings. No Redis configured at all:
+    /// `herald start` runs a private redis-server, or one worker on in-process backends.
+    public var redisUrl = ""
+    public var redisHost = ""
+    public var redisPort = 6379
+    public var redisSocket = ""
+    public var redisPassword = ""
+    public var redisDatabase = 0
+    /// Prefix of every Redis key and channel, so that two clusters can share one Redis.
+    public var redisPrefix = "herald:"
 
     public init() {}
+
+    /// True when some Redis setting names a server.
+    public var hasRedis: Bool { !redisUrl.isEmpty || !redisHost.isEmpty || !redisSocket.isEmpty }
 
     /// Every key, in the order `herald config` and the docs list them.
     public static let keys: [String] = [
@@ -33,6 +47,7 @@ public struct Configuration: Sendable, Equatable {
         "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes",
         "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
+        "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisDatabase", "redisPrefix",
     ]
 
     /// Sets one key from a JSON value (numbers and booleans may also come as strings).
@@ -82,6 +97,13 @@ public struct Configuration: Sendable, Equatable {
             }
             logLevel = name
         case "logFile": logFile = try string()
+        case "redisUrl": redisUrl = try string()
+        case "redisHost": redisHost = try string()
+        case "redisPort": redisPort = try int(min: 1, max: 65_535)
+        case "redisSocket": redisSocket = try string()
+        case "redisPassword": redisPassword = try string()
+        case "redisDatabase": redisDatabase = try int(min: 0)
+        case "redisPrefix": redisPrefix = try string()
         default:
             throw ConfigurationError("\(source): unknown setting '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -100,6 +122,9 @@ public struct Configuration: Sendable, Equatable {
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),
             ("logLevel", .string(logLevel)), ("logFile", .string(logFile)),
+            ("redisUrl", .string(redisUrl)), ("redisHost", .string(redisHost)), ("redisPort", .number(Double(redisPort))),
+            ("redisSocket", .string(redisSocket)), ("redisPassword", .string(redisPassword)),
+            ("redisDatabase", .number(Double(redisDatabase))), ("redisPrefix", .string(redisPrefix)),
         ])
     }
 

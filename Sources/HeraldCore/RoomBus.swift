@@ -17,6 +17,12 @@ public struct ClusterStats: Sendable, Equatable {
     public var connections: Int
     public var rooms: Int
     public var workers: Int
+
+    public init(connections: Int, rooms: Int, workers: Int) {
+        self.connections = connections
+        self.rooms = rooms
+        self.workers = workers
+    }
 }
 
 /// Room membership and chat across workers and hosts. The worker delivers to its own

@@ -31,8 +31,14 @@ enum StartCommand {
             return 2
         }
         let workers = configuration.workers == 0 ? ProcessEnvironment.cores : configuration.workers
-        if workers > 1 {
-            printError("herald start: \(workers) workers need a shared room bus and cache (Redis), which this version cannot use yet; run with --workers 1")
+        let backends: BackendPlan
+        do { backends = try BackendPlan.choose(configuration, mayStartPrivateRedis: true) } catch {
+            printError("herald start: \(error)")
+            return 2
+        }
+        defer { backends.finish() }
+        if backends.endpoint == nil && workers > 1 {
+            printError("herald start: \(workers) workers need a shared room bus and cache, and there is no Redis (\(backends.inProcessReason ?? "")); configure redisUrl or run with --workers 1")
             return 2
         }
         let runFiles = options.runFiles
@@ -43,10 +49,12 @@ enum StartCommand {
             return 1
         }
         defer { runFiles.release() }
-        return supervise(options: options, configuration: configuration, workers: workers, runFiles: runFiles)
+        return supervise(options: options, configuration: configuration, workers: workers, runFiles: runFiles,
+                         backends: backends)
     }
 
-    static func supervise(options: StartOptions, configuration: Configuration, workers: Int, runFiles: RunFiles) -> Int32 {
+    static func supervise(options: StartOptions, configuration: Configuration, workers: Int, runFiles: RunFiles,
+                          backends: BackendPlan) -> Int32 {
         herald_ignore_sigpipe()
         let listenFD: Int32
         do {
@@ -66,6 +74,8 @@ enum StartCommand {
                     workerArguments: ["worker"] + options.workerArguments, workerEnvironment: [:],
                     drainTimeoutMilliseconds: configuration.pendingShutdownWaitLimit)
                 supervisorOptions.workerEnvironment["HERALD_WORKERS"] = String(workers)
+                // The private redis-server, when the supervisor started one.
+                if let url = backends.privateURL { supervisorOptions.workerEnvironment["HERALD_REDIS_URL"] = url }
                 let supervisor = Supervisor(options: supervisorOptions)
                 supervisor.validateReload = {
                     do {

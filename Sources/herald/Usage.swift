@@ -46,6 +46,10 @@ enum Usage {
       --set KEY=VALUE      any setting (repeatable), e.g. --set maxLineBytes=65536
       --log-level LEVEL    debug, info, warn or error (default info)
       --log FILE           write the log to FILE instead of stderr
+      --redis URL          redis://[:password@]host:port[/db] or unix:///path.sock[?db=N]
+                           (the redisUrl setting). No Redis configured: a private
+                           redis-server is started when installed, else one worker runs
+                           on in-process backends
       -h, --help           this text
 
     Settings: \(SettingsList.text)

@@ -39,12 +39,14 @@ enum WorkerCommand {
         var exitStatus: Int32 = 0
         do {
             try EventLoop.current.run {
+                let (bus, cache, stopCache, backendName) = BackendPlan.forWorker(configuration).make()
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
-                                    cache: MemoryCache(), bus: InProcessBus(), serverID: serverID)
+                                    cache: cache, bus: bus, serverID: serverID)
                 let reporter = try controlFD.map { fd throws(SystemError) in try WorkerReporter(fd: fd, worker: worker) }
                 let sockets = listenFDs.map { ListeningSocket(fd: $0, transports: SocketTransportFactory()) }
                 try worker.start(listening: sockets, acceptOnePerWake: configuration.workers != 1) {
                     reporter?.stop()
+                    stopCache()
                     EventLoop.current.stop()
                 }
                 var signals = 0
@@ -59,7 +61,7 @@ enum WorkerCommand {
                     worker.stop()
                 }
                 log.info("server.start", ["serverId": serverID, "port": String(Sockets.localPort(of: listenFDs[0])),
-                                          "bus": "in-process", "cache": "in-process"])
+                                          "bus": backendName, "cache": backendName])
                 reporter?.ready()
             }
         } catch {

@@ -1,5 +1,6 @@
 import Glibc
 import HeraldBench
+import HeraldRedis
 
 // herald <command> [options]
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -12,6 +13,7 @@ case "start": status = StartCommand.main(rest)
 case "worker": status = WorkerCommand.main(rest)
 case "stop", "reload", "status", "scale": status = ClusterCommand.main(command, rest)
 case "bench": status = Bench.main(rest)
+case "__exec-child": status = PrivateRedis.execChild(rest)  // internal: a child that dies with herald
 case "help", "--help", "-h": print(Usage.main); status = 0
 case "version", "--version": print("herald \(Usage.version)"); status = 0
 default:

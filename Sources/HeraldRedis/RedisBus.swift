@@ -1,0 +1,266 @@
+import HeraldCore
+import HeraldLoop
+
+/// Rooms across workers and hosts through Redis.
+///
+/// - One pub/sub channel per room (`<prefix>room:<room>`). A worker subscribes when its
+///   first member joins the room and unsubscribes when its last one leaves, so it gets
+///   a room's traffic only while it has members there. A `say` is published once; the
+///   message carries the origin worker's id, and the origin skips it (it delivered to
+///   its own members already).
+/// - Membership lives in one hash per room, member id → "<joinedAt> <worker id>". Each
+///   worker refreshes a heartbeat key with a 10 s expiry every 2 s; members of a worker
+///   whose key is gone are left out of `roomView` at once and removed by the next reap
+///   (every worker reaps every 5 s and before each `stats`).
+/// - After a reconnect (or when its heartbeat key had vanished) a worker clears what
+///   Redis holds of it and registers its current members again; the subscriber client
+///   resubscribes its rooms' channels by itself.
+@LoopActor
+public final class RedisBus: RoomBus {
+    public let workerID: String
+    public let endpoint: RedisEndpoint
+    let commands: RedisClient
+    let subscriber: RedisClient
+    private let prefix: [UInt8]
+    private let workerIDBytes: [UInt8]
+    private let workerKey: [UInt8]
+    private let workerRoomsKey: [UInt8]
+    private let workersKey: [UInt8]
+    private let roomsKey: [UInt8]
+    private let channelPrefix: [UInt8]
+
+    private var deliver: (@LoopActor (String, String, [UInt8]) -> Void)?
+    /// This worker's members: room → member id → joinedAt.
+    private var localMembers: [String: [String: Int]] = [:]
+    private var connectionCount = 0
+    private var heartbeatTimer: LoopTimer?
+    private var countTimer: LoopTimer?
+    private var ticks = 0
+    private var stopped = false
+    // The last channel a message came in on, to skip a lookup per message.
+    private var lastChannel: [UInt8] = []
+    private var lastRoom = ""
+    /// Messages not published because Redis was unavailable.
+    public private(set) var droppedPublishes = 0
+
+    static let heartbeatInterval = 2_000
+    static let heartbeatTTL = 10_000
+    static let reapEveryTicks = 3
+
+    private let joinScript = RedisScript(Lua.join)
+    private let leaveScript = RedisScript(Lua.leave)
+    private let membersScript = RedisScript(Lua.members)
+    private let heartbeatScript = RedisScript(Lua.heartbeat)
+    private let reapScript = RedisScript(Lua.reap)
+    private var scripts: [RedisScript] { [joinScript, leaveScript, membersScript, heartbeatScript, reapScript] }
+
+    public init(endpoint: RedisEndpoint, workerID: String? = nil, commandTimeout: Int = 2_000) {
+        var random = FastRandom()
+        self.workerID = workerID ?? ConnectionID(using: &random).string
+        self.endpoint = endpoint
+        self.prefix = Array(endpoint.prefix.utf8)
+        self.workerIDBytes = Array(self.workerID.utf8)
+        self.workerKey = prefix + Array("w:\(self.workerID)".utf8)
+        self.workerRoomsKey = prefix + Array("w:\(self.workerID):rooms".utf8)
+        self.workersKey = prefix + Array("workers".utf8)
+        self.roomsKey = prefix + Array("rooms".utf8)
+        self.channelPrefix = prefix + Array("room:".utf8)
+        commands = RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout)
+        subscriber = RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout)
+    }
+
+    public var isLocalOnly: Bool { false }
+
+    public func start(deliver: @escaping @LoopActor (String, String, [UInt8]) -> Void) {
+        self.deliver = deliver
+        commands.onReady = { [unowned self] in
+            for script in scripts { script.load(on: commands) }
+            resync()
+        }
+        subscriber.onMessage = { [unowned self] channel, payload in received(channel: channel, payload: payload) }
+        commands.start()
+        subscriber.start()
+        scheduleHeartbeat()
+    }
+
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        heartbeatTimer?.cancel()
+        countTimer?.cancel()
+        if commands.isReady {
+            // Leave the cluster now rather than when the heartbeat expires.
+            commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
+                           workerIDBytes, Array("1".utf8)]) { _ in }
+        }
+        commands.stop()
+        subscriber.stop()
+    }
+
+    // MARK: Membership
+
+    public func join(room: String, member: RoomMember) async throws {
+        localMembers[room, default: [:]][member.id] = member.joinedAt
+        let waiter = subscriber.subscribe(channelName(room))
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
+        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
+                                     arguments: [Array(room.utf8), Array(member.id.utf8), value])
+        try await waiter?.wait()
+    }
+
+    public func leave(room: String, memberID: String) async throws {
+        var lastHere = true
+        if var members = localMembers[room] {
+            members[memberID] = nil
+            lastHere = members.isEmpty
+            localMembers[room] = lastHere ? nil : members
+        }
+        if lastHere {
+            subscriber.unsubscribe(channelName(room))
+            channelBytes[room] = nil
+        }
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
+                                      arguments: [Array(memberID.utf8), Array(room.utf8), Array((lastHere ? "1" : "0").utf8)])
+    }
+
+    public func members(of room: String) async throws -> [RoomMember] {
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let reply = try await membersScript.run(on: commands, keys: [roomKey(room), roomsKey],
+                                                arguments: [prefix, Array(room.utf8)])
+        guard let items = reply.array else { throw RedisError.protocolError("roomView: unexpected reply") }
+        var members: [RoomMember] = []
+        members.reserveCapacity(items.count / 2)
+        var index = 0
+        while index + 1 < items.count {
+            if let id = items[index].text, let joinedAt = items[index + 1].integer {
+                members.append(RoomMember(id: id, joinedAt: joinedAt))
+            }
+            index += 2
+        }
+        return members
+    }
+
+    public func stats() async throws -> ClusterStats {
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        heartbeat()  // our own count, current
+        let reply = try await reapScript.run(on: commands, keys: [workersKey, roomsKey],
+                                             arguments: [prefix, [], Array("0".utf8)])
+        guard let items = reply.array, items.count == 3, let workers = items[0].integer,
+              let connections = items[1].integer, let rooms = items[2].integer else {
+            throw RedisError.protocolError("stats: unexpected reply")
+        }
+        return ClusterStats(connections: connections, rooms: rooms, workers: workers)
+    }
+
+    public func connectionCountChanged(_ count: Int) {
+        connectionCount = count
+        // Coalesce churn into one heartbeat 100 ms later.
+        guard countTimer?.isPending != true, !stopped else { return }
+        countTimer = EventLoop.current.schedule(afterMilliseconds: 100) { [weak self] in self?.heartbeat() }
+    }
+
+    /// Clears what Redis holds of this worker and registers its members again (after a
+    /// connect, or when the heartbeat found this worker's key gone).
+    private func resync() {
+        guard commands.isReady else { return }
+        heartbeat(checkRegistration: false)
+        commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
+                       workerIDBytes, Array("0".utf8)]) { _ in }
+        var registered = 0
+        for (room, members) in localMembers {
+            var arguments: [[UInt8]] = [Array(room.utf8)]
+            arguments.reserveCapacity(1 + 2 * members.count)
+            for (id, joinedAt) in members {
+                arguments.append(Array(id.utf8))
+                arguments.append(Array("\(joinedAt) ".utf8) + workerIDBytes)
+            }
+            registered += members.count
+            var command: [[UInt8]] = [Array("EVAL".utf8), Array(Lua.join.utf8), Array("3".utf8),
+                                      roomKey(room), roomsKey, workerRoomsKey]
+            command.append(contentsOf: arguments)
+            commands.send(command) { result in
+                if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
+            }
+        }
+        log.info("redis.registered", ["workerId": workerID, "rooms": String(localMembers.count), "members": String(registered)])
+    }
+
+    private func scheduleHeartbeat() {
+        heartbeatTimer = EventLoop.current.schedule(afterMilliseconds: Self.heartbeatInterval) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.heartbeat()
+            self.ticks += 1
+            if self.ticks % Self.reapEveryTicks == 0, self.commands.isReady {
+                self.commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), self.workersKey,
+                                    self.roomsKey, self.prefix, [], Array("0".utf8)]) { _ in }
+            }
+            self.scheduleHeartbeat()
+        }
+    }
+
+    /// Refreshes this worker's key; when Redis had lost it (restart, or reaped after a
+    /// stall) and `checkRegistration` is on, registers the members again.
+    private func heartbeat(checkRegistration: Bool = true) {
+        guard commands.isReady else { return }
+        commands.send([Array("EVAL".utf8), Array(Lua.heartbeat.utf8), Array("2".utf8), workerKey, workersKey,
+                       Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8), workerIDBytes]) { [weak self] result in
+            guard let self else { return }
+            if checkRegistration, case .success(.integer(0)) = result, !self.localMembers.isEmpty {
+                log.warn("redis.worker.lost", ["workerId": self.workerID, "reason": "heartbeat key was gone; registering again"])
+                self.resync()
+            }
+        }
+    }
+
+    // MARK: Messages
+
+    public func publish(room: String, senderID: String, line: [UInt8]) {
+        var payload: [UInt8] = []
+        payload.reserveCapacity(workerIDBytes.count + line.count)
+        payload.append(contentsOf: workerIDBytes)
+        payload.append(contentsOf: line)
+        let channel: [UInt8]
+        if let cached = channelBytes[room] {
+            channel = cached
+        } else {
+            channel = Array(channelName(room).utf8)
+            if localMembers[room] != nil { channelBytes[room] = channel }
+        }
+        if !commands.sendAndForget([publishVerb, channel, payload]) {
+            droppedPublishes += 1
+            if droppedPublishes == 1 || droppedPublishes % 1_000 == 0 {
+                log.warn("redis.publish.dropped", ["room": room, "dropped": String(droppedPublishes), "error": commands.lastError])
+            }
+        }
+    }
+
+    private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        let idLength = workerIDBytes.count
+        guard payload.count > idLength else { return }
+        // Our own message: its members were served when it was said.
+        if workerIDBytes.withUnsafeBytes({ $0.elementsEqual(payload[0..<idLength]) }) { return }
+        let room: String
+        if lastChannel.withUnsafeBytes({ $0.elementsEqual(channel) }) {
+            room = lastRoom
+        } else {
+            guard channel.count >= channelPrefix.count,
+                  channelPrefix.withUnsafeBytes({ $0.elementsEqual(channel[0..<channelPrefix.count]) }) else { return }
+            room = String(decoding: channel[channelPrefix.count...], as: UTF8.self)
+            lastChannel = Array(channel)
+            lastRoom = room
+        }
+        guard localMembers[room] != nil else { return }
+        deliver?(room, "", Array(payload[idLength...]))
+    }
+
+    // MARK: Names
+
+    private let publishVerb = Array("PUBLISH".utf8)
+    /// Channel names of the rooms this worker has members in.
+    private var channelBytes: [String: [UInt8]] = [:]
+
+    func channelName(_ room: String) -> String { endpoint.prefix + "room:" + room }
+    func roomKey(_ room: String) -> [UInt8] { prefix + Array("r:".utf8) + Array(room.utf8) }
+}

@@ -1,0 +1,497 @@
+import CHiredis
+import HeraldLoop
+
+/// One Redis connection through the hiredis async API, driven by the worker's epoll loop.
+///
+/// - Connects by host and port or unix socket, then AUTH and SELECT; `onReady` runs each
+///   time that handshake succeeds (first connect and every reconnect).
+/// - A lost or failed connection is replaced by a new hiredis context after a backoff
+///   (100 ms doubling to 2 s); commands in flight fail with `.disconnected`, commands
+///   sent while there is no connection fail at once with `.unavailable`.
+/// - Every command that waits for a reply has a deadline on a loop timer (hiredis 0.14
+///   has none); when nothing at all came back from Redis since the command was sent,
+///   the connection is dropped and rebuilt.
+/// - A subscriber client (`onMessage` set) keeps a desired set of channels and holds it
+///   across reconnects; use separate clients for subscriptions and commands.
+@LoopActor
+public final class RedisClient: EventHandler {
+    public enum State: Equatable, Sendable {
+        case idle, connecting, ready, waiting, stopped
+    }
+
+    public let endpoint: RedisEndpoint
+    public let name: String
+    public let commandTimeout: Int
+    public private(set) var state: State = .idle
+    /// Why the last connection attempt failed or the connection was lost.
+    public private(set) var lastError = "not connected yet"
+    public var isReady: Bool { state == .ready }
+    /// Ready, or connecting: a command sent now is written once connected (or fails
+    /// within the command timeout).
+    public var acceptsCommands: Bool { state == .ready || state == .connecting }
+
+    /// Runs after each successful connect and handshake.
+    public var onReady: (@LoopActor () -> Void)?
+    /// Pub/sub messages, for a subscriber client: channel and payload, valid during the call.
+    public var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)?
+
+    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var registeredFD: Int32 = -1
+    private var interest: UInt32 = 0
+    private var backoff = RedisClient.initialBackoff
+    private var retryTimer: LoopTimer?
+    private var lastReplyAt: UInt64 = 0
+    private var failures = 0
+    static let initialBackoff = 100
+    static let maximumBackoff = 2_000
+
+    public init(endpoint: RedisEndpoint, name: String, commandTimeout: Int = 2_000) {
+        self.endpoint = endpoint
+        self.name = name
+        self.commandTimeout = commandTimeout
+    }
+
+    /// Connects (and keeps reconnecting until `stop()`).
+    public func start() {
+        guard state == .idle else { return }
+        connect()
+    }
+
+    /// Writes what is buffered (best effort), then closes the connection for good.
+    public func stop() {
+        guard state != .stopped else { return }
+        state = .stopped
+        retryTimer?.cancel()
+        if let context {
+            flushWrites()
+            redisAsyncFree(context)  // fails what is pending; cleanup hook unregisters
+        }
+        failWaiters(.unavailable("the client is stopped"))
+    }
+
+    /// Pushes buffered commands to the socket now (used right before the process exits).
+    public func flushWrites() {
+        guard let context, interest & IOEvents.writable != 0 else { return }
+        redisAsyncHandleWrite(context)
+    }
+
+    // MARK: Commands
+
+    /// Sends a command and waits for its reply. An error reply throws `.server`.
+    /// The command is written in call order, before the first suspension.
+    public func command(_ arguments: [[UInt8]]) async throws -> RedisReply {
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReply, any Error>) in
+            send(arguments) { result in
+                switch result {
+                case .success(.error(let message)): continuation.resume(throwing: RedisError.server(message))
+                case .success(let reply): continuation.resume(returning: reply)
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    public func command(_ arguments: String...) async throws -> RedisReply {
+        try await command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Sends a command whose reply nobody waits for; false when there is no connection.
+    @discardableResult
+    public func sendAndForget(_ arguments: [[UInt8]]) -> Bool {
+        guard state == .ready, let context else { return false }
+        return Self.withArgv(arguments) { argc, argv, lengths in
+            redisAsyncCommandArgv(context, nil, nil, argc, argv, lengths) == REDIS_OK
+        }
+    }
+
+    /// Sends a command; `completion` runs exactly once, with the reply or the failure.
+    public func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
+        guard state == .ready || state == .connecting, let context else {
+            return completion(.failure(.unavailable(lastError)))
+        }
+        sendNow(arguments, on: context, completion: completion)
+    }
+
+    private func sendNow(_ arguments: [[UInt8]], on context: UnsafeMutablePointer<redisAsyncContext>,
+                         completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
+        let pending = PendingCommand(completion: completion, sentAt: Clock.monotonicNanos())
+        let opaque = Unmanaged.passRetained(pending).toOpaque()
+        let status = Self.withArgv(arguments) { argc, argv, lengths in
+            redisAsyncCommandArgv(context, redisCommandCallback, opaque, argc, argv, lengths)
+        }
+        guard status == REDIS_OK else {
+            Unmanaged<PendingCommand>.fromOpaque(opaque).release()
+            return completion(.failure(.unavailable(lastError)))
+        }
+        let timeout = commandTimeout
+        pending.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, pending] in
+            guard pending.isPending else { return }
+            pending.complete(.failure(.timeout(timeout)))
+            // Nothing came back since the command went out: the connection is stuck.
+            if let self, self.lastReplyAt < pending.sentAt { self.drop(reason: "no reply within \(timeout) ms") }
+        }
+    }
+
+    /// Calls `body` with argc, argv and argvlen pointing into `arguments` (no copies).
+    static func withArgv<R>(_ arguments: [[UInt8]],
+                            _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+        let count = arguments.count
+        return withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: count) { argv in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: count) { lengths in
+                func nest(_ index: Int) -> R {
+                    if index == count { return body(Int32(count), argv.baseAddress!, UnsafePointer(lengths.baseAddress!)) }
+                    return arguments[index].withUnsafeBufferPointer { bytes in
+                        argv[index] = bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
+                            ?? emptyArgument
+                        lengths[index] = bytes.count
+                        return nest(index + 1)
+                    }
+                }
+                return nest(0)
+            }
+        }
+    }
+
+    // MARK: Subscriptions
+
+    private struct Channel {
+        var wanted = false
+        var subscribed = false
+        var inFlight = false
+        var waiters: [SubscriptionWaiter] = []
+    }
+    private var channels: [String: Channel] = [:]
+
+    /// Asks for `channel`; the returned waiter completes once Redis confirms (nil when it
+    /// already has). The wish is kept across reconnects until `unsubscribe`.
+    public func subscribe(_ channel: String) -> SubscriptionWaiter? {
+        var entry = channels[channel] ?? Channel()
+        entry.wanted = true
+        if entry.subscribed && !entry.inFlight {
+            channels[channel] = entry
+            return nil
+        }
+        let waiter = SubscriptionWaiter()
+        entry.waiters.append(waiter)
+        channels[channel] = entry
+        if state != .ready && state != .connecting {
+            waiter.finish(.unavailable(lastError))
+        } else {
+            let timeout = commandTimeout
+            waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [waiter] in waiter.finish(.timeout(timeout)) }
+        }
+        pump(channel)
+        return waiter
+    }
+
+    public func unsubscribe(_ channel: String) {
+        guard var entry = channels[channel] else { return }
+        entry.wanted = false
+        channels[channel] = entry
+        pump(channel)
+    }
+
+    /// Sends the next SUBSCRIBE or UNSUBSCRIBE for `channel` when its state differs from
+    /// the wish. One at a time per channel: hiredis 0.14 forgets a channel's callback when
+    /// an UNSUBSCRIBE reply arrives after a newer SUBSCRIBE was sent.
+    private func pump(_ channel: String) {
+        guard state == .ready, let context, var entry = channels[channel] else { return }
+        if !entry.wanted && !entry.subscribed && !entry.inFlight && entry.waiters.isEmpty {
+            channels[channel] = nil
+            return
+        }
+        guard !entry.inFlight, entry.wanted != entry.subscribed else { return }
+        let verb = entry.wanted ? "SUBSCRIBE" : "UNSUBSCRIBE"
+        let opaque = Unmanaged.passUnretained(self).toOpaque()
+        let status = Self.withArgv([Array(verb.utf8), Array(channel.utf8)]) { argc, argv, lengths in
+            redisAsyncCommandArgv(context, redisSubscriberCallback, opaque, argc, argv, lengths)
+        }
+        if status == REDIS_OK {
+            entry.inFlight = true
+            channels[channel] = entry
+        }
+    }
+
+    fileprivate func subscriberReply(_ reply: UnsafePointer<redisReply>) {
+        lastReplyAt = Clock.monotonicNanos()
+        let r = reply.pointee
+        guard r.type == REDIS_REPLY_ARRAY, r.elements >= 3, let kind = r.element[0], let second = r.element[1],
+              let third = r.element[2] else { return }
+        let kindBytes = UnsafeRawBufferPointer(start: kind.pointee.str, count: kind.pointee.len)
+        if kindBytes.elementsEqual("message".utf8) {
+            onMessage?(UnsafeRawBufferPointer(start: second.pointee.str, count: second.pointee.len),
+                       UnsafeRawBufferPointer(start: third.pointee.str, count: third.pointee.len))
+            return
+        }
+        let subscribed: Bool
+        if kindBytes.elementsEqual("subscribe".utf8) { subscribed = true }
+        else if kindBytes.elementsEqual("unsubscribe".utf8) { subscribed = false }
+        else { return }
+        let channel = String(decoding: UnsafeRawBufferPointer(start: second.pointee.str, count: second.pointee.len), as: UTF8.self)
+        guard var entry = channels[channel] else { return }
+        entry.subscribed = subscribed
+        entry.inFlight = false
+        if subscribed && entry.wanted {
+            for waiter in entry.waiters { waiter.finish(nil) }
+            entry.waiters.removeAll()
+        }
+        channels[channel] = entry
+        pump(channel)
+    }
+
+    /// Channels currently wanted (for tests and logs).
+    public var wantedChannels: [String] { channels.filter { $0.value.wanted }.map(\.key) }
+
+    private func failWaiters(_ error: RedisError) {
+        for key in Array(channels.keys) {
+            guard var entry = channels[key] else { continue }
+            for waiter in entry.waiters { waiter.finish(error) }
+            entry.waiters.removeAll()
+            entry.subscribed = false
+            entry.inFlight = false
+            channels[key] = entry.wanted ? entry : nil
+        }
+    }
+
+    // MARK: Connecting
+
+    private func connect() {
+        guard state != .stopped else { return }
+        let made: UnsafeMutablePointer<redisAsyncContext>?
+        switch endpoint.address {
+        case .tcp(let host, let port): made = redisAsyncConnect(host, Int32(port))
+        case .unix(let path): made = redisAsyncConnectUnix(path)
+        }
+        guard let made else {
+            return connectionFailed("cannot allocate a hiredis context")
+        }
+        if made.pointee.err != 0 {
+            let reason = String(cString: made.pointee.errstr)
+            redisAsyncFree(made)
+            return connectionFailed(reason)
+        }
+        context = made
+        state = .connecting
+        interest = 0
+        registeredFD = -1
+        let opaque = Unmanaged.passUnretained(self).toOpaque()
+        made.pointee.data = opaque
+        made.pointee.ev.data = opaque
+        made.pointee.ev.addRead = redisHookAddRead
+        made.pointee.ev.delRead = redisHookDelRead
+        made.pointee.ev.addWrite = redisHookAddWrite
+        made.pointee.ev.delWrite = redisHookDelWrite
+        made.pointee.ev.cleanup = redisHookCleanup
+        // The handshake: AUTH, SELECT, PING; the last reply makes the client ready.
+        var steps: [[UInt8]] = []
+        if let password = endpoint.password { steps.append(contentsOf: [Array("AUTH".utf8), Array(password.utf8)]) }
+        var handshake: [[[UInt8]]] = []
+        if !steps.isEmpty { handshake.append(steps) }
+        if endpoint.database != 0 { handshake.append([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) }
+        handshake.append([Array("PING".utf8)])
+        for (index, command) in handshake.enumerated() {
+            let isLast = index == handshake.count - 1
+            sendNow(command, on: made) { [weak self] result in
+                guard let self, self.context == made else { return }
+                switch result {
+                case .success(.error(let message)):
+                    self.lastError = "\(command.first.map { String(decoding: $0, as: UTF8.self) } ?? "") failed: \(message)"
+                    self.drop(reason: self.lastError)
+                case .success:
+                    if isLast { self.becameReady() }
+                case .failure:
+                    break  // the cleanup hook reports the loss
+                }
+            }
+        }
+    }
+
+    private func becameReady() {
+        state = .ready
+        backoff = Self.initialBackoff
+        log.info("redis.connected", ["client": name, "redis": endpoint.description])
+        failures = 0
+        for key in Array(channels.keys) { pump(key) }
+        onReady?()
+    }
+
+    private func connectionFailed(_ reason: String) {
+        lastError = reason
+        if state == .stopped { return }
+        let wasReady = state == .ready
+        state = .waiting
+        failures += 1
+        if wasReady || failures == 1 {
+            log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason,
+                                    "retryMs": String(backoff)])
+        }
+        failWaiters(.disconnected(reason))
+        retryTimer = EventLoop.current.schedule(afterMilliseconds: backoff) { [weak self] in self?.connect() }
+        backoff = min(backoff * 2, Self.maximumBackoff)
+    }
+
+    /// Closes the connection from outside hiredis callbacks (on the next loop turn).
+    private func drop(reason: String) {
+        guard let doomed = context else { return }
+        lastError = reason
+        EventLoop.current.schedule(afterMilliseconds: 0) { [weak self] in
+            guard let self, self.context == doomed else { return }
+            redisAsyncFree(doomed)
+        }
+    }
+
+    // MARK: Event loop hooks
+
+    public func handleEvents(_ events: UInt32) {
+        guard let current = context else { return }
+        if events & (IOEvents.readable | IOEvents.error | IOEvents.hangUp | IOEvents.readHangUp) != 0 {
+            redisAsyncHandleRead(current)
+        }
+        // The read may have freed the context (its cleanup hook clears `context`).
+        if context == current, events & (IOEvents.writable | IOEvents.error) != 0, interest & IOEvents.writable != 0 {
+            redisAsyncHandleWrite(current)
+        }
+    }
+
+    fileprivate func changeInterest(add: UInt32, remove: UInt32) {
+        guard let context else { return }
+        let wanted = (interest | add) & ~remove
+        guard wanted != interest || registeredFD < 0 else { return }
+        let fd = context.pointee.c.fd
+        if registeredFD < 0 {
+            guard wanted != 0 else { return }
+            do {
+                try EventLoop.current.register(fd: fd, events: wanted, handler: self)
+                registeredFD = fd
+            } catch {
+                lastError = "cannot watch the redis socket: \(error)"
+                drop(reason: lastError)
+                return
+            }
+        } else {
+            EventLoop.current.modify(fd: registeredFD, events: wanted)
+        }
+        interest = wanted
+    }
+
+    /// hiredis is freeing the context: stop watching its fd and plan the reconnect.
+    fileprivate func contextCleanup() {
+        guard let current = context else { return }
+        let reason = current.pointee.err != 0 ? String(cString: current.pointee.errstr) : lastError
+        if registeredFD >= 0 { EventLoop.current.unregister(fd: registeredFD) }
+        registeredFD = -1
+        interest = 0
+        context = nil
+        connectionFailed(reason.isEmpty ? "connection closed" : reason)
+    }
+
+    fileprivate func noteReply() { lastReplyAt = Clock.monotonicNanos() }
+}
+
+/// A valid pointer for a zero-length argument (never written to).
+private nonisolated(unsafe) let emptyArgument: UnsafePointer<CChar>? = {
+    let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    pointer.initialize(to: 0)
+    return UnsafePointer(pointer)
+}()
+
+/// A command waiting for its reply; retained by hiredis (privdata) until its callback.
+@LoopActor
+final class PendingCommand {
+    private var completion: (@LoopActor (Result<RedisReply, RedisError>) -> Void)?
+    let sentAt: UInt64
+    var timer: LoopTimer?
+
+    init(completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void, sentAt: UInt64) {
+        self.completion = completion
+        self.sentAt = sentAt
+    }
+
+    var isPending: Bool { completion != nil }
+
+    func complete(_ result: Result<RedisReply, RedisError>) {
+        guard let completion else { return }
+        self.completion = nil
+        timer?.cancel()
+        timer = nil
+        completion(result)
+    }
+}
+
+/// Completes when Redis confirms a SUBSCRIBE (or fails: down, lost, timed out).
+@LoopActor
+public final class SubscriptionWaiter {
+    private var result: RedisError??
+    private var continuation: UnsafeContinuation<Void, any Error>?
+    var timer: LoopTimer?
+
+    func finish(_ error: RedisError?) {
+        guard result == nil else { return }
+        result = .some(error)
+        timer?.cancel()
+        timer = nil
+        if let continuation {
+            self.continuation = nil
+            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        }
+    }
+
+    public func wait() async throws {
+        if let result {
+            if let error = result { throw error }
+            return
+        }
+        try await withUnsafeThrowingContinuation { self.continuation = $0 }
+    }
+}
+
+// MARK: C callbacks (hiredis calls them on the loop thread)
+
+private func client(_ data: UnsafeMutableRawPointer?) -> RedisClient {
+    Unmanaged<RedisClient>.fromOpaque(data!).takeUnretainedValue()
+}
+
+private let redisHookAddRead: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
+    nonisolated(unsafe) let data = data
+    LoopActor.assumeIsolated { client(data).changeInterest(add: IOEvents.readable, remove: 0) }
+}
+private let redisHookDelRead: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
+    nonisolated(unsafe) let data = data
+    LoopActor.assumeIsolated { client(data).changeInterest(add: 0, remove: IOEvents.readable) }
+}
+private let redisHookAddWrite: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
+    nonisolated(unsafe) let data = data
+    LoopActor.assumeIsolated { client(data).changeInterest(add: IOEvents.writable, remove: 0) }
+}
+private let redisHookDelWrite: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
+    nonisolated(unsafe) let data = data
+    LoopActor.assumeIsolated { client(data).changeInterest(add: 0, remove: IOEvents.writable) }
+}
+private let redisHookCleanup: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
+    nonisolated(unsafe) let data = data
+    LoopActor.assumeIsolated { client(data).contextCleanup() }
+}
+
+private let redisCommandCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?,
+                                                  UnsafeMutableRawPointer?) -> Void = { context, reply, privdata in
+    guard let privdata else { return }
+    let pending = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
+    nonisolated(unsafe) let reply = reply, context = context
+    LoopActor.assumeIsolated {
+        if let reply {
+            if let data = context?.pointee.data { client(data).noteReply() }
+            pending.complete(.success(RedisReply(copying: reply.assumingMemoryBound(to: redisReply.self))))
+        } else {
+            let reason = context.flatMap { $0.pointee.err != 0 ? String(cString: $0.pointee.errstr) : nil }
+                ?? context?.pointee.data.map { client($0).lastError } ?? "connection closed"
+            pending.complete(.failure(.disconnected(reason)))
+        }
+    }
+}
+
+private let redisSubscriberCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?,
+                                                     UnsafeMutableRawPointer?) -> Void = { _, reply, privdata in
+    guard let reply, let privdata else { return }
+    nonisolated(unsafe) let both = (reply, privdata)
+    LoopActor.assumeIsolated { client(both.1).subscriberReply(both.0.assumingMemoryBound(to: redisReply.self)) }
+}

@@ -1,0 +1,176 @@
+import HeraldLoop
+
+/// A Lua script run with EVALSHA once Redis has it (loaded at each connect), else EVAL.
+/// Either way the command is written before the caller's first suspension, so commands
+/// keep their call order on the connection.
+@LoopActor
+final class RedisScript {
+    let source: String
+    private let sourceBytes: [UInt8]
+    private(set) var sha: [UInt8]?
+
+    init(_ source: String) {
+        self.source = source
+        self.sourceBytes = Array(source.utf8)
+    }
+
+    /// Asks Redis to load the script (after each connect: a restarted Redis forgets it).
+    func load(on client: RedisClient) {
+        sha = nil
+        client.send([Array("SCRIPT".utf8), Array("LOAD".utf8), sourceBytes]) { [weak self] result in
+            if case .success(.string(let digest)) = result { self?.sha = digest }
+        }
+    }
+
+    func run(on client: RedisClient, keys: [[UInt8]], arguments: [[UInt8]]) async throws -> RedisReply {
+        var command: [[UInt8]] = []
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        if let sha {
+            command.append(Array("EVALSHA".utf8))
+            command.append(sha)
+        } else {
+            command.append(Array("EVAL".utf8))
+            command.append(sourceBytes)
+        }
+        command.append(Array(String(keys.count).utf8))
+        command.append(contentsOf: keys)
+        command.append(contentsOf: arguments)
+        do {
+            return try await client.command(command)
+        } catch RedisError.server(let message) where message.hasPrefix("NOSCRIPT") {
+            sha = nil
+            command[0] = Array("EVAL".utf8)
+            command[1] = sourceBytes
+            return try await client.command(command)
+        }
+    }
+}
+
+/// The Lua of the bus and the cache. Keys under the prefix P:
+///   P w:<worker>         heartbeat: the worker's connection count, expires (PX)
+///   P workers            set of worker ids that registered
+///   P w:<worker>:rooms   set of rooms where the worker has members
+///   P r:<room>           hash member id → "<joinedAt> <worker id>"
+///   P rooms              set of rooms with members
+///   P c:<key>            cache entry, expires (PX)
+///   P cache              sorted set: cache key → expiry time (ms, Redis clock)
+enum Lua {
+    /// KEYS: room hash, rooms set, worker rooms set. ARGV: room, then member id/value pairs.
+    static let join = """
+        for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+        redis.call('SADD', KEYS[2], ARGV[1])
+        redis.call('SADD', KEYS[3], ARGV[1])
+        return 1
+        """
+
+    /// KEYS: room hash, rooms set, worker rooms set. ARGV: member id, room, "1" when the
+    /// worker has no member left in the room.
+    static let leave = """
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+        if ARGV[3] == '1' then redis.call('SREM', KEYS[3], ARGV[2]) end
+        return 1
+        """
+
+    /// KEYS: room hash, rooms set. ARGV: prefix, room. Members of live workers as
+    /// [id, joinedAt, …]; members of dead workers are removed on the way.
+    static let members = """
+        local all = redis.call('HGETALL', KEYS[1])
+        local alive, out = {}, {}
+        for i = 1, #all, 2 do
+          local value = all[i + 1]
+          local space = string.find(value, ' ', 1, true)
+          local ok = false
+          if space then
+            local worker = string.sub(value, space + 1)
+            ok = alive[worker]
+            if ok == nil then
+              ok = redis.call('EXISTS', ARGV[1] .. 'w:' .. worker) == 1
+              alive[worker] = ok
+            end
+          end
+          if ok then
+            out[#out + 1] = all[i]
+            out[#out + 1] = string.sub(value, 1, space - 1)
+          else
+            redis.call('HDEL', KEYS[1], all[i])
+          end
+        end
+        if #all > 0 and #out == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+        return out
+        """
+
+    /// KEYS: worker key, workers set. ARGV: connection count, ttl ms, worker id.
+    /// Returns 1 when the key was still there (0: Redis lost or reaped this worker).
+    static let heartbeat = """
+        local existed = redis.call('EXISTS', KEYS[1])
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('SADD', KEYS[2], ARGV[3])
+        return existed
+        """
+
+    /// Removes every member of each worker whose heartbeat key is gone, and first those
+    /// of the worker ARGV[2] names (before it re-registers, or on its clean stop, when
+    /// ARGV[3] is '1' and it leaves the cluster altogether).
+    /// KEYS: workers set, rooms set. ARGV: prefix, worker id to clear or '', '1' to leave.
+    /// Returns [live workers, their connections, rooms with members].
+    static let reap = """
+        local prefix = ARGV[1]
+        local function clear(w)
+          local wr = prefix .. 'w:' .. w .. ':rooms'
+          local suffix = ' ' .. w
+          for _, room in ipairs(redis.call('SMEMBERS', wr)) do
+            local h = prefix .. 'r:' .. room
+            local all = redis.call('HGETALL', h)
+            for i = 1, #all, 2 do
+              if string.sub(all[i + 1], -#suffix) == suffix then redis.call('HDEL', h, all[i]) end
+            end
+            if redis.call('HLEN', h) == 0 then redis.call('SREM', KEYS[2], room) end
+          end
+          redis.call('DEL', wr)
+        end
+        if ARGV[2] ~= '' then clear(ARGV[2]) end
+        local live, connections = 0, 0
+        for _, w in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+          local count = redis.call('GET', prefix .. 'w:' .. w)
+          if count and not (ARGV[3] == '1' and w == ARGV[2]) then
+            live = live + 1
+            connections = connections + (tonumber(count) or 0)
+          else
+            clear(w)
+            redis.call('DEL', prefix .. 'w:' .. w)
+            redis.call('SREM', KEYS[1], w)
+          end
+        end
+        return {live, connections, redis.call('SCARD', KEYS[2])}
+        """
+
+    /// KEYS: entry key, index. ARGV: stored value, expiry ms or '', cache key.
+    static let cacheSave = """
+        local now = redis.call('TIME')
+        local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+        if ARGV[2] ~= '' then
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          redis.call('ZADD', KEYS[2], ms + tonumber(ARGV[2]), ARGV[3])
+        else
+          redis.call('SET', KEYS[1], ARGV[1])
+          redis.call('ZADD', KEYS[2], 'inf', ARGV[3])
+        end
+        return 1
+        """
+
+    /// KEYS: entry key, index. ARGV: cache key. Returns the number deleted.
+    static let cacheDestroy = """
+        local n = redis.call('DEL', KEYS[1])
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        return n
+        """
+
+    /// KEYS: index. Drops expired index entries, returns the live count.
+    static let cacheSize = """
+        local now = redis.call('TIME')
+        local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+        return redis.call('ZCARD', KEYS[1])
+        """
+}
