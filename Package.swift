@@ -20,10 +20,16 @@ let package = Package(
         .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"]),
         // The built-in actions, written with the same API as anyone's own.
         .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
+        // OpenSSL 3 from Debian's libssl-dev, and plain C functions for its macros.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CHeraldTLS", dependencies: ["COpenSSL"]),
+        // TLS listeners: an OpenSSL context per listener and a non-blocking TLS transport.
+        .target(name: "HeraldTLS", dependencies: ["HeraldCore", "HeraldLoop", "COpenSSL", "CHeraldTLS"]),
         // The load tool behind `herald bench`.
-        .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem"]),
+        .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem", "COpenSSL", "CHeraldTLS"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem", "HeraldTLS"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
-        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
+        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
+        .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
     ]
 )

@@ -72,7 +72,9 @@ public final class Connection: EventHandler {
             worker.readable(self)
         }
         if events & IOEvents.writable != 0 && state != .closed {
-            flush()
+            // A read that was waiting for the socket to drain (TLS) is retried first.
+            if transport.needsWritableToRead { worker.readable(self) }
+            if state != .closed { flush() }
         }
     }
 
@@ -109,10 +111,11 @@ public final class Connection: EventHandler {
             switch result {
             case .bytes(let n): outputSent += n
             case .wouldBlock:
-                watchWritable(true)
+                // A TLS write waiting for the peer's handshake is retried after the next read.
+                watchWritable(!transport.writeWaitsForReadable || transport.needsWritableToRead)
                 return
             case .closed, .failed:
-                worker.drop(self, reason: "write failed")
+                worker.drop(self, reason: transport.failureReason ?? "write failed")
                 return
             }
         }

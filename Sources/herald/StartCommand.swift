@@ -52,6 +52,12 @@ enum StartCommand {
             case "--workers": loader.overrides.append(("workers", ConfigurationLoader.value(fromText: try value())))
             case "--log-level": loader.overrides.append(("logLevel", .string(try value())))
             case "--log": loader.overrides.append(("logFile", .string(try value())))
+            case "--secure": loader.overrides.append(("secure", .bool(true)))
+            case "--cert": loader.overrides.append(("certFile", .string(try value())))
+            case "--key": loader.overrides.append(("keyFile", .string(try value())))
+            case "--ca": loader.overrides.append(("caFile", .string(try value())))
+            case "--tls-port": loader.overrides.append(("tlsPort", ConfigurationLoader.value(fromText: try value())))
+            case "--tls-bind": loader.overrides.append(("tlsBind", .string(try value())))
             case "--config": loader.configFile = try value()
             case "--config-dir": configDirectory = try value()
             case "--env": loader.environmentName = try value()
@@ -78,13 +84,12 @@ enum StartCommand {
     static func serve(_ configuration: Configuration) -> Int32 {
         herald_ignore_sigpipe()
         Sockets.raiseOpenFileLimit()
-        let listenFD: Int32
+        let listeners: [BoundListener]
         do {
-            listenFD = try Sockets.listen(host: configuration.bind, port: configuration.port)
+            listeners = try Listeners.open(configuration)
         } catch {
-            log.error("server.bind.failed", ["bind": configuration.bind, "port": String(configuration.port), "error": error.description])
             log.flush()
-            printError("herald start: cannot listen on \(configuration.bind):\(configuration.port): \(error)\n")
+            printError("herald start: \(error)\n")
             return 1
         }
         let serverID = "\(ProcessEnvironment.hostname)-\(getpid())"
@@ -93,7 +98,7 @@ enum StartCommand {
             try EventLoop.current.run {
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
                                     cache: MemoryCache(), bus: InProcessBus(), serverID: serverID)
-                try worker.start(listening: [ListeningSocket(fd: listenFD, transports: SocketTransportFactory())],
+                try worker.start(listening: listeners.map { $0.listeningSocket(configuration) },
                                  acceptOnePerWake: false) {
                     EventLoop.current.stop()
                 }
@@ -110,8 +115,13 @@ enum StartCommand {
                 }
                 _ = watcher
                 log.info("server.start", ["serverId": serverID, "bind": configuration.bind,
-                                          "port": String(Sockets.localPort(of: listenFD)), "workers": "1",
+                                          "port": String(listeners[0].port), "workers": "1",
                                           "bus": "in-process", "cache": "in-process"])
+                for listener in listeners where listener.tls != nil {
+                    log.info("server.tls", ["bind": listener.bind, "port": String(listener.port),
+                                            "cert": configuration.certFile, "minVersion": configuration.tlsMinVersion,
+                                            "clientCertificates": configuration.caFile.isEmpty ? "no" : "required"])
+                }
             }
         } catch {
             log.error("server.start.failed", ["error": "\(error)"])

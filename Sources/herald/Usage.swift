@@ -31,6 +31,12 @@ enum Usage {
       --set KEY=VALUE      any setting (repeatable), e.g. --set maxLineBytes=65536
       --log-level LEVEL    debug, info, warn or error (default info)
       --log FILE           write the log to FILE instead of stderr
+      --secure             the main port speaks TLS (needs --cert and --key)
+      --cert FILE          PEM certificate (chain) for TLS
+      --key FILE           PEM private key for TLS
+      --ca FILE            require client certificates signed by these PEM CAs
+      --tls-port N         an additional TLS listener beside the main port (0: none)
+      --tls-bind ADDRESS   address of the TLS listener (default: same as --bind)
       -h, --help           this text
 
     Settings: \(SettingsList.text)
