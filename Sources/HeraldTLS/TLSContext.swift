@@ -44,6 +44,7 @@ public final class TLSContext: @unchecked Sendable {
         guard let context = SSL_CTX_new(TLS_server_method()) else {
             throw TLSError("cannot create an OpenSSL context: \(Self.lastError())")
         }
+        // From here on a throw runs deinit, which frees the context.
         self.context = context
         herald_tls_configure_server(context)
         let minimum: Int32
@@ -51,24 +52,19 @@ public final class TLSContext: @unchecked Sendable {
         case "1.2", "TLSv1.2": minimum = HERALD_TLS1_2_VERSION
         case "1.3", "TLSv1.3": minimum = HERALD_TLS1_3_VERSION
         default:
-            SSL_CTX_free(context)
             throw TLSError("tlsMinVersion must be 1.2 or 1.3, not \(settings.minVersion)")
         }
         guard herald_tls_set_min_version(context, minimum) == 1 else {
-            SSL_CTX_free(context)
             throw TLSError("cannot set the minimum TLS version: \(Self.lastError())")
         }
         if !settings.ciphers.isEmpty && SSL_CTX_set_cipher_list(context, settings.ciphers) != 1 {
-            SSL_CTX_free(context)
             throw TLSError("tlsCiphers '\(settings.ciphers)' selects no usable cipher: \(Self.lastError())")
         }
         guard SSL_CTX_use_certificate_chain_file(context, settings.certFile) == 1 else {
-            SSL_CTX_free(context)
             throw TLSError("certFile \(settings.certFile) is not a PEM certificate (chain): \(Self.lastError())")
         }
         guard SSL_CTX_use_PrivateKey_file(context, settings.keyFile, SSL_FILETYPE_PEM) == 1 else {
             let reason = Self.lastError()
-            SSL_CTX_free(context)
             if reason.contains("values mismatch") || reason.contains("key values") {
                 throw TLSError("keyFile \(settings.keyFile) does not match the certificate in \(settings.certFile): \(reason)")
             }
@@ -76,11 +72,9 @@ public final class TLSContext: @unchecked Sendable {
         }
         guard SSL_CTX_check_private_key(context) == 1 else {
             let reason = Self.lastError()
-            SSL_CTX_free(context)
             throw TLSError("keyFile \(settings.keyFile) does not match the certificate in \(settings.certFile): \(reason)")
         }
         if let caFile = settings.caFile, herald_tls_require_client_certificates(context, caFile) != 1 {
-            SSL_CTX_free(context)
             throw TLSError("caFile \(caFile) holds no usable PEM CA certificate: \(Self.lastError())")
         }
     }

@@ -84,6 +84,15 @@ public final class TLSTransport: Transport {
         while total < buffer.count {
             ERR_clear_error()
             let n = SSL_read(ssl, buffer.baseAddress! + total, Int32(clamping: buffer.count - total))
+            if herald_tls_renegotiation_refused(ssl) != 0 && terminal == nil {
+                // OpenSSL refused it with a no_renegotiation alert; end the connection.
+                isBroken = true
+                finish(.failed(EPROTO), reason: "tls: the client tried to renegotiate (refused)")
+                if total == 0 { return terminal! }
+                stashed = terminal
+                hasBufferedInput = true
+                break
+            }
             if n > 0 {
                 total += Int(n)
                 // Decrypted bytes or whole records OpenSSL already holds are not seen by
@@ -103,11 +112,6 @@ public final class TLSTransport: Transport {
             return result
         }
         noteHandshakeProgress()
-        if herald_tls_renegotiation_refused(ssl) != 0 && terminal == nil {
-            finish(.failed(EPROTO), reason: "tls: the client tried to renegotiate (refused)")
-            stashed = terminal
-            hasBufferedInput = true
-        }
         if total == buffer.count && SSL_has_pending(ssl) != 0 { hasBufferedInput = true }
         return .bytes(total)
     }
