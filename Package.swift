@@ -18,6 +18,8 @@ let package = Package(
         .target(name: "HeraldLoop", dependencies: ["CHeraldSystem"]),
         // Connections, verbs, actions, rooms, cache: one worker's server.
         .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"]),
+        // The supervisor: worker processes, rolling reload, control socket, pidfile.
+        .target(name: "HeraldCluster", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHeraldSystem"]),
         // The built-in actions, written with the same API as anyone's own.
         .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
         // OpenSSL 3 from Debian's libssl-dev, and plain C functions for its macros.
@@ -27,7 +29,7 @@ let package = Package(
         .target(name: "HeraldTLS", dependencies: ["HeraldCore", "HeraldLoop", "COpenSSL", "CHeraldTLS"]),
         // The load tool behind `herald bench`.
         .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem", "COpenSSL", "CHeraldTLS"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem", "HeraldTLS"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem", "HeraldTLS"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),

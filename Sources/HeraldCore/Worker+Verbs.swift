@@ -15,13 +15,13 @@ extension Worker {
             sayGoodbyeWhenIdle(connection, reason: "\(verb.rawValue) requested")
 
         case .paramAdd:
-            guard let (key, value) = Self.parseParamAdd(arguments) else { return reply("a parameter is required", nil) }
+            guard let (key, value) = Self.parseParamAdd(arguments) else { return reply("a parameter is required", .null) }
             if connection.params[key] == nil && connection.params.count >= configuration.maxStickyParams {
-                return reply("too many params (\(configuration.maxStickyParams) max)", nil)
+                return reply("too many params (\(configuration.maxStickyParams) max)", .null)
             }
             let oldSize = connection.params[key].map { Connection.size(key, $0) } ?? 0
             if connection.paramBytes - oldSize + Connection.size(key, .string(value)) > configuration.maxStickyParamBytes {
-                return reply("params are too big (\(configuration.maxStickyParamBytes) bytes max)", nil)
+                return reply("params are too big (\(configuration.maxStickyParamBytes) bytes max)", .null)
             }
             connection.setSticky(key, .string(value))
             ok(.null)

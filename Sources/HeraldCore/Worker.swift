@@ -60,6 +60,11 @@ public final class Worker: BeforeSleepHook {
         if configuration.keepAliveInterval > 0 { scheduleKeepAlive() }
     }
 
+    /// This worker's counts.
+    public var statistics: (connections: Int, rooms: Int, totalActions: Int, pendingActions: Int) {
+        (connectionCount, localRooms.count, totalActions, pendingActions)
+    }
+
     // MARK: Connections
 
     func accepted(fd: Int32, address: sockaddr_storage, transports: any TransportFactory) {
@@ -146,11 +151,7 @@ public final class Worker: BeforeSleepHook {
     private func lineTooLong(_ connection: Connection) {
         connection.messageCount += 1
         let count = connection.messageCount
-        let message = "data length is too big (\(configuration.maxLineBytes) max)"
-        connection.send { out in
-            // {"status":"error","error":…,"context":"response","messageCount":n}
-            ReplyWriter.actionReply(fields: JSONObject([("status", .string("error"))]), error: message, messageCount: count, to: &out)
-        }
+        connection.send { ReplyWriter.tooLong(maxLineBytes: configuration.maxLineBytes, messageCount: count, to: &$0) }
     }
 
     /// Sends the goodbye once the connection's pending actions have replied.
@@ -204,7 +205,6 @@ public final class Worker: BeforeSleepHook {
 
     public func beforeSleep() {
         flushAll()
-        log.flush()
     }
 
     private func flushAll() {

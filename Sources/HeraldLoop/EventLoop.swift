@@ -175,6 +175,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         while running {
             runJobs()
             for hook in beforeSleep { hook.beforeSleep() }
+            log.flush()
             guard running else { break }
             let timeout = localJobs.isEmpty ? timers.timeoutMilliseconds(now: Clock.monotonicNanos()) : 0
             let count = events.withUnsafeMutableBufferPointer {

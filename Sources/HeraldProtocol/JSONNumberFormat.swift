@@ -49,17 +49,35 @@ public enum JSONNumberFormat {
 
     @usableFromInline
     static func writeDecimal(_ value: UInt64, negative: Bool, to out: inout [UInt8]) {
+        // "00" "01" ... "99": two digits per division.
+        let pairs: StaticString = """
+            00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+            40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899
+            """
+        let table = pairs.utf8Start
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buf in
             var i = 24
             var v = value
-            repeat {
-                let (q, r) = v.quotientAndRemainder(dividingBy: 10)
-                i -= 1
-                buf[i] = UInt8(truncatingIfNeeded: r) &+ 48
+            while v >= 100 {
+                let (q, r) = v.quotientAndRemainder(dividingBy: 100)
+                let k = Int(truncatingIfNeeded: r) &* 2
+                i &-= 2
+                buf[i] = table[k]
+                buf[i &+ 1] = table[k &+ 1]
                 v = q
-            } while v != 0
+            }
+            if v >= 10 {
+                let k = Int(truncatingIfNeeded: v) &* 2
+                i &-= 2
+                buf[i] = table[k]
+                buf[i &+ 1] = table[k &+ 1]
+            } else {
+                i &-= 1
+                buf[i] = UInt8(truncatingIfNeeded: v) &+ 48
+            }
             if negative {
-                i -= 1
+                i &-= 1
                 buf[i] = UInt8(ascii: "-")
             }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[i..<24]))
@@ -70,8 +88,16 @@ public enum JSONNumberFormat {
     @usableFromInline
     static func writeShortest(_ d: Double, to out: inout [UInt8]) {
         var text = ASCIIScratch()
-        d.magnitude.write(to: &text)   // uses _writeASCII: no String is made
+        d.write(to: &text)   // uses _writeASCII: no String is made
         text.withBytes { swiftText in
+            // For a non-integral value Swift's decimal layout ("-123.456", "0.0001")
+            // is JS's too: both print the shortest round-trip digits. The exponent
+            // form, and integers at or above 2^53 ("9007199254740992.0"), need
+            // re-laying-out.
+            if d.magnitude < exactIntegerLimit && !swiftText.contains(UInt8(ascii: "e")) {
+                out.appendRaw(swiftText)
+                return
+            }
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digits in
                 // Swift writes "D.DDDe±X", "DDD.DDD" or "0.000DDD".
                 // Collect every digit; value = 0.<digits> × 10^n.
@@ -263,21 +289,26 @@ struct ASCIIScratch: TextOutputStream {
     @usableFromInline
     init() {}
 
-    mutating func push(_ byte: UInt8) {
-        guard count < 32 else { return }
-        let i = count
-        withUnsafeMutableBytes(of: &storage) { $0[i] = byte }
-        count += 1
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        let n = min(bytes.count, 32 - count)
+        guard n > 0 else { return }
+        let at = count
+        withUnsafeMutableBytes(of: &storage) { storage in
+            UnsafeMutableRawBufferPointer(rebasing: storage[at..<(at + n)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n]))
+        }
+        count += n
     }
 
     @usableFromInline
     mutating func write(_ string: String) {
-        for b in string.utf8 { push(b) }
+        var string = string
+        string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
     @usableFromInline
     mutating func _writeASCII(_ buffer: UnsafeBufferPointer<UInt8>) {
-        for b in buffer { push(b) }
+        append(UnsafeRawBufferPointer(buffer))
     }
 
     mutating func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {

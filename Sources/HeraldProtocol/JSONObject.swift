@@ -5,18 +5,32 @@
 public struct JSONObject: Sendable, Equatable, Sequence {
     public typealias Element = (key: String, value: JSON)
 
+    /// One key and its value. A struct rather than the `Element` tuple, so that
+    /// copying and destroying storage uses compiled code, not tuple metadata.
     @usableFromInline
-    internal var pairs: [Element]
+    internal struct Entry: Sendable {
+        @usableFromInline var key: String
+        @usableFromInline var value: JSON
+
+        @inlinable
+        init(key: String, value: JSON) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    @usableFromInline
+    internal var entries: [Entry]
 
     /// An empty object.
     @inlinable
-    public init() { pairs = [] }
+    public init() { entries = [] }
 
     /// An object with `pairs` in order; a later duplicate replaces the earlier value
     /// in place (the first key's position is kept).
     public init(_ pairs: [(String, JSON)]) {
-        self.pairs = []
-        self.pairs.reserveCapacity(pairs.count)
+        entries = []
+        entries.reserveCapacity(pairs.count)
         for (key, value) in pairs { self[key] = value }
     }
 
@@ -25,17 +39,17 @@ public struct JSONObject: Sendable, Equatable, Sequence {
     public subscript(key: String) -> JSON? {
         get {
             guard let i = index(forKey: key) else { return nil }
-            return pairs[i].value
+            return entries[i].value
         }
         set {
             if let i = index(forKey: key) {
                 if let newValue {
-                    pairs[i].value = newValue
+                    entries[i].value = newValue
                 } else {
-                    pairs.remove(at: i)
+                    entries.remove(at: i)
                 }
             } else if let newValue {
-                pairs.append((key: key, value: newValue))
+                entries.append(Entry(key: key, value: newValue))
             }
         }
     }
@@ -43,56 +57,70 @@ public struct JSONObject: Sendable, Equatable, Sequence {
     /// The position of `key` in iteration order, or nil.
     @inlinable
     public func index(forKey key: String) -> Int? {
-        for i in pairs.indices where pairs[i].key == key { return i }
+        for i in entries.indices where entries[i].key == key { return i }
         return nil
     }
 
     @inlinable
-    public var count: Int { pairs.count }
+    public var count: Int { entries.count }
 
     @inlinable
-    public var isEmpty: Bool { pairs.isEmpty }
+    public var isEmpty: Bool { entries.isEmpty }
 
     /// The keys in order.
-    public var keys: [String] { pairs.map(\.key) }
+    public var keys: [String] { entries.map(\.key) }
 
     /// The values in key order.
-    public var values: [JSON] { pairs.map(\.value) }
+    public var values: [JSON] { entries.map(\.value) }
 
     /// Appends without looking for the key: the caller guarantees it is new.
     @inlinable
     public mutating func append(_ key: String, _ value: JSON) {
-        pairs.append((key: key, value: value))
+        entries.append(Entry(key: key, value: value))
     }
 
     /// Removes `key` (the others keep their order) and returns its value.
     @discardableResult
     public mutating func removeValue(forKey key: String) -> JSON? {
         guard let i = index(forKey: key) else { return nil }
-        return pairs.remove(at: i).value
+        return entries.remove(at: i).value
     }
 
     public mutating func removeAll() {
-        pairs.removeAll()
+        entries.removeAll()
     }
 
     /// Reserves room for `n` keys.
     public mutating func reserveCapacity(_ n: Int) {
-        pairs.reserveCapacity(n)
+        entries.reserveCapacity(n)
+    }
+
+    /// Yields `(key:, value:)` pairs in order.
+    public struct Iterator: IteratorProtocol {
+        @usableFromInline var base: IndexingIterator<[Entry]>
+
+        @inlinable
+        init(_ base: IndexingIterator<[Entry]>) { self.base = base }
+
+        @inlinable
+        public mutating func next() -> Element? {
+            guard let entry = base.next() else { return nil }
+            return (key: entry.key, value: entry.value)
+        }
     }
 
     @inlinable
-    public func makeIterator() -> IndexingIterator<[Element]> {
-        pairs.makeIterator()
+    public func makeIterator() -> Iterator {
+        Iterator(entries.makeIterator())
     }
 
     @inlinable
-    public var underestimatedCount: Int { pairs.count }
+    public var underestimatedCount: Int { entries.count }
 
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
-        guard lhs.pairs.count == rhs.pairs.count else { return false }
-        for i in lhs.pairs.indices {
-            if lhs.pairs[i].key != rhs.pairs[i].key || lhs.pairs[i].value != rhs.pairs[i].value {
+        guard lhs.entries.count == rhs.entries.count else { return false }
+        for i in lhs.entries.indices {
+            if lhs.entries[i].key != rhs.entries[i].key || lhs.entries[i].value != rhs.entries[i].value {
                 return false
             }
         }

@@ -50,14 +50,22 @@ private struct Parser {
 
     // MARK: Document
 
+    /// An enclosing container, parked while a nested one is being filled.
+    enum Parent {
+        case array([JSON])
+        case object(JSONObject, key: String, index: [String: Int]?)
+    }
+
     mutating func parseDocument() throws(JSONError) -> JSON {
-        // The open containers, innermost last. `isObject[k]` says which stack the
-        // k-th open container lives on.
-        var isObject: [Bool] = []
-        var arrays: [[JSON]] = []
-        var objects: [JSONObject] = []
-        var keyIndexes: [[String: Int]] = []
-        var pendingKeys: [String] = []
+        // The innermost open container lives in locals; only its enclosing
+        // containers go on `parents`, so a flat object or array needs no stack.
+        var depth = 0
+        var inObject = false
+        var array: [JSON] = []
+        var object = JSONObject()
+        var key = ""
+        var keyIndex: [String: Int]? = nil
+        var parents: [Parent] = []
 
         parseValue: while true {
             var value: JSON
@@ -65,29 +73,43 @@ private struct Parser {
             guard i < bytes.count else { throw error("unexpected end of input") }
             switch bytes[i] {
             case UInt8(ascii: "{"):
-                try checkDepth(isObject.count)
+                try checkDepth(depth)
                 i += 1
                 skipWhitespace()
                 if i < bytes.count && bytes[i] == UInt8(ascii: "}") {
                     i += 1
                     value = .object(JSONObject())
                 } else {
-                    pendingKeys.append(try parseKeyAndColon())
-                    isObject.append(true)
-                    objects.append(JSONObject())
-                    keyIndexes.append([:])
+                    let firstKey = try parseKeyAndColon()
+                    if depth > 0 {
+                        parents.append(inObject ? .object(object, key: key, index: keyIndex) : .array(array))
+                        array = []
+                        keyIndex = nil
+                    }
+                    depth += 1
+                    inObject = true
+                    object = JSONObject()
+                    object.reserveCapacity(4)
+                    key = firstKey
                     continue parseValue
                 }
             case UInt8(ascii: "["):
-                try checkDepth(isObject.count)
+                try checkDepth(depth)
                 i += 1
                 skipWhitespace()
                 if i < bytes.count && bytes[i] == UInt8(ascii: "]") {
                     i += 1
                     value = .array([])
                 } else {
-                    isObject.append(false)
-                    arrays.append([])
+                    if depth > 0 {
+                        parents.append(inObject ? .object(object, key: key, index: keyIndex) : .array(array))
+                        object = JSONObject()
+                        keyIndex = nil
+                    }
+                    depth += 1
+                    inObject = false
+                    array = []
+                    array.reserveCapacity(4)
                     continue parseValue
                 }
             case UInt8(ascii: "\""):
@@ -107,33 +129,31 @@ private struct Parser {
                 throw unexpected()
             }
 
-            // A value is complete: hand it to the enclosing containers, closing
-            // those that end here.
+            // A value is complete: hand it to the open containers, closing those
+            // that end here.
             while true {
-                guard let inObject = isObject.last else {
+                guard depth > 0 else {
                     skipWhitespace()
                     guard i == bytes.count else { throw error("unexpected data after the value") }
                     return value
                 }
                 if inObject {
-                    let key = pendingKeys.removeLast()
-                    Parser.insert(key, value, into: &objects[objects.count - 1],
-                                  index: &keyIndexes[keyIndexes.count - 1])
+                    Parser.insert(key, value, into: &object, index: &keyIndex)
                     skipWhitespace()
                     guard i < bytes.count else { throw error("unexpected end of input") }
                     if bytes[i] == UInt8(ascii: ",") {
                         i += 1
                         skipWhitespace()
-                        pendingKeys.append(try parseKeyAndColon())
+                        key = try parseKeyAndColon()
                         continue parseValue
                     }
                     guard bytes[i] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
                     i += 1
-                    isObject.removeLast()
-                    keyIndexes.removeLast()
-                    value = .object(objects.removeLast())
+                    value = .object(object)
+                    object = JSONObject()
+                    keyIndex = nil
                 } else {
-                    arrays[arrays.count - 1].append(value)
+                    array.append(value)
                     skipWhitespace()
                     guard i < bytes.count else { throw error("unexpected end of input") }
                     if bytes[i] == UInt8(ascii: ",") {
@@ -142,30 +162,48 @@ private struct Parser {
                     }
                     guard bytes[i] == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
                     i += 1
-                    isObject.removeLast()
-                    value = .array(arrays.removeLast())
+                    value = .array(array)
+                    array = []
+                }
+                depth -= 1
+                if depth > 0 {
+                    switch parents.removeLast() {
+                    case .array(let enclosing):
+                        inObject = false
+                        array = enclosing
+                    case .object(let enclosing, key: let enclosingKey, index: let enclosingIndex):
+                        inObject = true
+                        object = enclosing
+                        key = enclosingKey
+                        keyIndex = enclosingIndex
+                    }
                 }
             }
         }
     }
 
-    static func insert(_ key: String, _ value: JSON, into object: inout JSONObject, index: inout [String: Int]) {
-        if object.count < indexedObjectThreshold {
+    /// Sets `key` like `JSONObject`'s subscript. From `indexedObjectThreshold` keys
+    /// on, a hash index finds duplicates, so a hostile line with many keys costs
+    /// linear, not quadratic, time.
+    static func insert(_ key: String, _ value: JSON, into object: inout JSONObject, index: inout [String: Int]?) {
+        if index == nil {
             if let at = object.index(forKey: key) {
-                object.pairs[at].value = value
+                object.entries[at].value = value
                 return
             }
             object.append(key, value)
             if object.count == indexedObjectThreshold {
-                index.reserveCapacity(indexedObjectThreshold * 2)
-                for (k, (key: name, value: _)) in object.pairs.enumerated() { index[name] = k }
+                var built: [String: Int] = [:]
+                built.reserveCapacity(indexedObjectThreshold * 2)
+                for k in object.entries.indices { built[object.entries[k].key] = k }
+                index = built
             }
             return
         }
-        if let at = index[key] {
-            object.pairs[at].value = value
+        if let at = index![key] {
+            object.entries[at].value = value
         } else {
-            index[key] = object.count
+            index![key] = object.count
             object.append(key, value)
         }
     }
@@ -249,13 +287,19 @@ private struct Parser {
         let open = i
         i += 1
         let start = i
+        var highBits: UInt8 = 0
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
                 i += 1
+                if highBits < 0x80 {
+                    // ASCII only: nothing to validate.
+                    return raw.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) }
+                }
                 return try makeString(raw, at: start, inInput: true)
             }
+            highBits |= c
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw error("control character in string") }
             i += 1
@@ -362,11 +406,13 @@ private struct Parser {
 
     /// Validates and converts. A failure names the bad byte when `raw` is a slice
     /// of the input starting at `start`, else `start` (the string's first byte).
+    /// (Not `String(validating:as:)`: it is generic and looks up type metadata at
+    /// run time, several times slower for the short strings of a request.)
     func makeString(_ raw: UnsafeRawBufferPointer, at start: Int, inInput: Bool) throws(JSONError) -> String {
-        let string = raw.withMemoryRebound(to: UInt8.self) { String(validating: $0, as: UTF8.self) }
-        if let string { return string }
-        let bad = inInput ? start + (UTF8Validation.firstInvalidOffset(raw) ?? 0) : start
-        throw JSONError(message: "invalid UTF-8", offset: bad)
+        if let bad = UTF8Validation.firstInvalidOffset(raw) {
+            throw JSONError(message: "invalid UTF-8", offset: inInput ? start + bad : start)
+        }
+        return raw.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) }
     }
 
     // MARK: Errors

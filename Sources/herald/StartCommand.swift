@@ -1,130 +1,105 @@
 import CHeraldSystem
 import Glibc
-import HeraldActions
+import HeraldCluster
 import HeraldCore
 import HeraldLoop
 import HeraldProtocol
 
-/// `herald start`: load the configuration, bind, and serve until told to stop.
+/// `herald start`: the supervisor. Binds the listening socket once, starts the workers
+/// and runs until stopped (SIGTERM/SIGINT or `herald stop`).
 enum StartCommand {
     static func main(_ arguments: [String]) -> Int32 {
-        let loader: ConfigurationLoader
+        let options: StartOptions
+        let configuration: Configuration
         do {
-            guard let parsed = try parseOptions(arguments) else {
+            guard let parsed = try StartOptions.parse(arguments) else {
                 print(Usage.start)
                 return 0
             }
-            loader = parsed
+            options = parsed
+            configuration = try options.loader.load()
         } catch {
-            printError("herald start: \(error)\nRun `herald start --help` for the options.\n")
+            printError("herald start: \(error)\nRun `herald start --help` for the options.")
             return 2
         }
-        let configuration: Configuration
+        if options.daemon { return Daemon.start(options: options, configuration: configuration) }
         do {
-            configuration = try loader.load()
+            try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile,
+                              fields: [("role", "supervisor")])
         } catch {
-            printError("herald start: \(error)\n")
+            printError("herald start: cannot open the log: \(error)")
             return 2
         }
-        if configuration.workers != 1 {
-            printError("herald start: this version runs exactly one worker (workers=\(configuration.workers)); the cluster supervisor is not built yet\n")
+        let workers = configuration.workers == 0 ? ProcessEnvironment.cores : configuration.workers
+        if workers > 1 {
+            printError("herald start: \(workers) workers need a shared room bus and cache (Redis), which this version cannot use yet; run with --workers 1")
             return 2
         }
+        let runFiles = options.runFiles
         do {
-            try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile)
+            try runFiles.claim()
         } catch {
-            printError("herald start: cannot open the log: \(error)\n")
-            return 2
-        }
-        return serve(configuration)
-    }
-
-    /// Parses the options into a loader; nil when help was asked for.
-    static func parseOptions(_ arguments: [String]) throws(OptionParser.Failure) -> ConfigurationLoader? {
-        let environment = ProcessEnvironment.all
-        var loader = ConfigurationLoader(environmentName: environment["HERALD_ENV"] ?? "development", environment: environment)
-        var configDirectory: String? = environment["HERALD_CONFIG_DIR"]
-        var parser = OptionParser(arguments)
-        try parser.parse { (name, value) throws(OptionParser.Failure) -> Bool in
-            switch name {
-            case "--port": loader.overrides.append(("port", ConfigurationLoader.value(fromText: try value())))
-            case "--bind": loader.overrides.append(("bind", .string(try value())))
-            case "--workers": loader.overrides.append(("workers", ConfigurationLoader.value(fromText: try value())))
-            case "--log-level": loader.overrides.append(("logLevel", .string(try value())))
-            case "--log": loader.overrides.append(("logFile", .string(try value())))
-            case "--secure": loader.overrides.append(("secure", .bool(true)))
-            case "--cert": loader.overrides.append(("certFile", .string(try value())))
-            case "--key": loader.overrides.append(("keyFile", .string(try value())))
-            case "--ca": loader.overrides.append(("caFile", .string(try value())))
-            case "--tls-port": loader.overrides.append(("tlsPort", ConfigurationLoader.value(fromText: try value())))
-            case "--tls-bind": loader.overrides.append(("tlsBind", .string(try value())))
-            case "--config": loader.configFile = try value()
-            case "--config-dir": configDirectory = try value()
-            case "--env": loader.environmentName = try value()
-            case "--set":
-                let setting = try value()
-                guard let equals = setting.firstIndex(of: "="), equals != setting.startIndex else {
-                    throw OptionParser.Failure(description: "--set takes KEY=VALUE, not '\(setting)'")
-                }
-                loader.overrides.append((String(setting[..<equals]),
-                                         ConfigurationLoader.value(fromText: String(setting[setting.index(after: equals)...]))))
-            default: return false
-            }
-            return true
-        }
-        if parser.wantsHelp { return nil }
-        if let configDirectory {
-            loader.configDirectory = configDirectory
-        } else if access("config", F_OK) == 0 {
-            loader.configDirectory = "config"
-        }
-        return loader
-    }
-
-    static func serve(_ configuration: Configuration) -> Int32 {
-        herald_ignore_sigpipe()
-        Sockets.raiseOpenFileLimit()
-        let listeners: [BoundListener]
-        do {
-            listeners = try Listeners.open(configuration)
-        } catch {
-            log.flush()
-            printError("herald start: \(error)\n")
+            printError("herald start: \(error)")
             return 1
         }
-        let serverID = "\(ProcessEnvironment.hostname)-\(getpid())"
-        var exitStatus: Int32 = 0
+        defer { runFiles.release() }
+        return supervise(options: options, configuration: configuration, workers: workers, runFiles: runFiles)
+    }
+
+    static func supervise(options: StartOptions, configuration: Configuration, workers: Int, runFiles: RunFiles) -> Int32 {
+        herald_ignore_sigpipe()
+        let listenFDs: [Int32]
+        do {
+            // Above the numbers workers receive them at, so each dup2 really moves them.
+            listenFDs = try Listeners.bind(configuration).map { herald_move_fd_above($0, 10) }
+        } catch {
+            log.flush()
+            printError("herald start: \(error)")
+            return 1
+        }
+        let listenFD = listenFDs[0]
+        nonisolated(unsafe) var exitStatus: Int32 = 0  // written on the loop thread, read after run() returns on it
         do {
             try EventLoop.current.run {
-                let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
-                                    cache: MemoryCache(), bus: InProcessBus(), serverID: serverID)
-                try worker.start(listening: listeners.map { $0.listeningSocket(configuration) },
-                                 acceptOnePerWake: false) {
+                var supervisorOptions = Supervisor.Options(
+                    listenFDs: listenFDs, workers: workers, executable: ProcessSpawner.currentExecutable(),
+                    workerArguments: ["worker"] + options.workerArguments, workerEnvironment: [:],
+                    drainTimeoutMilliseconds: configuration.pendingShutdownWaitLimit)
+                supervisorOptions.workerEnvironment["HERALD_WORKERS"] = String(workers)
+                let supervisor = Supervisor(options: supervisorOptions)
+                supervisor.validateReload = {
+                    do {
+                        _ = try Listeners.tlsContext(try options.loader.load())  // a renewed certificate must load
+                        return nil
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                let control = try ControlServer(path: runFiles.controlSocket) { words in
+                    ControlCommands.handle(words, supervisor: supervisor)
+                }
+                _ = try SignalWatcher(signals: [SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD]) { delivery in
+                    switch delivery.signal {
+                    case SIGCHLD: supervisor.reapChildren()
+                    case SIGHUP: supervisor.reload()
+                    case SIGTTIN: supervisor.scale(to: (supervisor.workerCount) + 1)
+                    case SIGTTOU: supervisor.scale(to: supervisor.workerCount - 1)
+                    default:
+                        log.info("cluster.signal", ["signal": String(delivery.signal)])
+                        supervisor.stop()
+                    }
+                }
+                supervisor.start { status in
+                    exitStatus = status
+                    control.close()
                     EventLoop.current.stop()
                 }
-                var signals = 0
-                let watcher = try SignalWatcher(signals: [SIGTERM, SIGINT]) { delivery in
-                    signals += 1
-                    if signals > 1 {
-                        log.warn("server.forced.exit", ["signal": String(delivery.signal)])
-                        log.flush()
-                        exit(1)
-                    }
-                    log.info("server.signal", ["signal": String(delivery.signal)])
-                    worker.stop()
-                }
-                _ = watcher
-                log.info("server.start", ["serverId": serverID, "bind": configuration.bind,
-                                          "port": String(listeners[0].port), "workers": "1",
-                                          "bus": "in-process", "cache": "in-process"])
-                for listener in listeners where listener.tls != nil {
-                    log.info("server.tls", ["bind": listener.bind, "port": String(listener.port),
-                                            "cert": configuration.certFile, "minVersion": configuration.tlsMinVersion,
-                                            "clientCertificates": configuration.caFile.isEmpty ? "no" : "required"])
-                }
+                log.info("cluster.listening", ["bind": configuration.bind, "port": String(Sockets.localPort(of: listenFD)),
+                                               "tlsPort": listenFDs.count > 1 ? String(Sockets.localPort(of: listenFDs[1])) : "none",
+                                               "secure": String(configuration.secure), "pidfile": runFiles.pidfile, "control": runFiles.controlSocket])
             }
         } catch {
-            log.error("server.start.failed", ["error": "\(error)"])
+            log.error("cluster.start.failed", ["error": "\(error)"])
             exitStatus = 1
         }
         log.flush()
@@ -132,24 +107,28 @@ enum StartCommand {
     }
 }
 
-/// The process environment and host name.
-enum ProcessEnvironment {
-    static var all: [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(decoding: UnsafeRawBufferPointer(start: entry, count: strlen(entry)), as: UTF8.self)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
+/// What the control socket understands.
+enum ControlCommands {
+    @LoopActor
+    static func handle(_ words: [Substring], supervisor: Supervisor) -> JSON {
+        func result(_ error: String?) -> JSON {
+            if let error { return .object(JSONObject([("ok", .bool(false)), ("error", .string(error))])) }
+            return .object(JSONObject([("ok", .bool(true))]))
         }
-        return result
-    }
-
-    static var hostname: String {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        gethostname(&buffer, 255)
-        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+        switch words.first {
+        case "status": return supervisor.status
+        case "reload": return result(supervisor.reload())
+        case "stop":
+            supervisor.stop()
+            return result(nil)
+        case "scale":
+            guard words.count == 2, let count = Int(words[1]), count >= 1, count <= 1_024 else {
+                return result("scale takes a worker count from 1 to 1024")
+            }
+            supervisor.scale(to: count)
+            return result(nil)
+        default:
+            return result("unknown command '\(words.joined(separator: " "))' (status, reload, stop, scale N)")
+        }
     }
 }

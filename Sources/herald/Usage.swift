@@ -7,10 +7,17 @@ enum Usage {
     Usage: herald <command> [options]
 
     Commands:
-      start      run the server (see `herald start --help`)
+      start      run the cluster: a supervisor and its workers (`herald start --help`)
+      stop       stop a running cluster gracefully
+      reload     rolling reload: new workers (new binary, new configuration) replace the old one by one
+      status     the supervisor and each worker: pid, server id, uptime, connections, rooms
+      scale N    run N workers
       bench      the load tool: rr, fanout, idle (see `herald bench --help`)
       help       this text
       version    print the version
+
+    Common start options: --port N (default 5000), --bind ADDRESS, --workers N,
+    --config FILE, --set KEY=VALUE, --daemon, --pidfile FILE, --log FILE.
 
     Docs: docs/ in the source tree (protocol, configuration, operations, actions).
     """
@@ -18,13 +25,21 @@ enum Usage {
     static let start = """
     Usage: herald start [options]
 
-    Runs the server in the foreground until SIGTERM or SIGINT (graceful stop: pending
-    replies are delivered, every client gets the goodbye, then the process exits).
+    Runs the cluster in the foreground until SIGTERM or SIGINT (graceful stop: pending
+    replies are delivered, every client gets the goodbye, then the processes exit): a
+    supervisor that binds the port once and the worker processes that serve it.
+    Signals to the supervisor: TERM/INT stop, HUP rolling reload, TTIN/TTOU one worker
+    more/fewer.
 
     Options (each overrides the config files and HERALD_* environment variables):
       --port N             TCP port to listen on (default 5000; 0 picks a free port)
       --bind ADDRESS       address to bind (default 0.0.0.0; "::" for IPv4 and IPv6)
-      --workers N          worker processes (this version serves with exactly 1)
+      --workers N          worker processes (default: one per core)
+      --daemon             detach; the log goes to --log FILE (default beside the pidfile)
+      --pidfile FILE       where the supervisor writes its pid; its control socket is
+                           beside it (FILE with .sock for .pid). Default:
+                           $HERALD_RUN_DIR, /run/herald (root), $XDG_RUNTIME_DIR/herald
+                           or /tmp/herald-<uid>, then /herald.pid
       --config FILE        a JSON file of settings, applied after config/ files
       --config-dir DIR     where default.json and <env>.json are (default ./config)
       --env NAME           which <env>.json to apply (default $HERALD_ENV or development)
@@ -40,5 +55,19 @@ enum Usage {
       -h, --help           this text
 
     Settings: \(SettingsList.text)
+    """
+
+    static let cluster = """
+    Usage: herald stop|reload|status [--pidfile FILE] [--json]
+           herald scale N [--pidfile FILE]
+
+    Finds the supervisor through its pidfile (see `herald start --help` for the default)
+    and sends the command over its control socket.
+      stop      graceful stop; waits until the supervisor has exited (--no-wait: don't)
+      reload    rolling reload: each worker is replaced by one started from the binary on
+                disk with the configuration re-read; the old one drains only once the new
+                one accepts, so no connect is refused
+      status    the supervisor and its workers (--json: the raw reply)
+      scale N   start or stop workers until N run
     """
 }

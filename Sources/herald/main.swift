@@ -9,6 +9,8 @@ let rest = Array(arguments.dropFirst())
 let status: Int32
 switch command {
 case "start": status = StartCommand.main(rest)
+case "worker": status = WorkerCommand.main(rest)
+case "stop", "reload", "status", "scale": status = ClusterCommand.main(command, rest)
 case "bench": status = Bench.main(rest)
 case "help", "--help", "-h": print(Usage.main); status = 0
 case "version", "--version": print("herald \(Usage.version)"); status = 0

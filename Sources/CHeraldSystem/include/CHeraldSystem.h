@@ -42,6 +42,15 @@ int herald_accept(int fd, struct sockaddr_storage *addr, socklen_t *len);
 // Sets the parent-death signal of the calling process.
 int herald_set_parent_death_signal(int sig);
 
+// posix_spawn with every signal unblocked and reset to its default, the fds
+// `from[i]` placed at `to[i]` (close-on-exec cleared), optionally in a new session.
+// Returns 0 and sets *pid, or an errno value.
+int herald_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                 const int *from, const int *to, int count, int new_session);
+// Moves fd to a number >= minimum (close-on-exec); returns the new fd or -1.
+int herald_move_fd_above(int fd, int minimum);
+int herald_set_cloexec(int fd, int on);
+
 int herald_errno(void);
 uint64_t herald_monotonic_ns(void);
 uint64_t herald_wall_ms(void);

@@ -283,6 +283,8 @@ final class HeraldProcess {
         let binary = heraldBinaryPath()
         guard access(binary, X_OK) == 0 else { throw HarnessError.binaryMissing(binary) }
         let dir = try directory ?? makeTempDir()
+        var started = false
+        defer { if !started && directory == nil { try? FileManager.default.removeItem(at: dir) } }
         try options.prepare?(dir)
         var lastFailure = ""
         attempts: for _ in 0..<3 {
@@ -308,6 +310,9 @@ final class HeraldProcess {
             args += options.extraArguments
 
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+            // Runtime files (pidfile, control socket) in the private directory, so that
+            // servers of tests running in parallel do not collide.
+            env["HERALD_RUN_DIR"] = dir.path
             env.merge(options.environment) { $1 }
             let child = try ChildProcess(path: binary, arguments: args, environment: env, directory: dir,
                                          stdoutPath: dir.appendingPathComponent("herald.stdout").path,
@@ -315,6 +320,7 @@ final class HeraldProcess {
             let server = HeraldProcess(port: port, directory: dir, process: child, arguments: args)
             switch server.waitUntilServing(timeout: 10) {
             case .ready:
+                started = true
                 return server
             case .exited(let status):
                 lastFailure = "`herald \(args.joined(separator: " "))` exited (\(status)) before serving on port \(port)\n--- stderr ---\n\(server.stderrTail())"
@@ -490,7 +496,8 @@ func runHerald(_ arguments: [String], timeout: Double = 10) throws -> (status: E
     defer { try? FileManager.default.removeItem(at: dir) }
     let out = dir.appendingPathComponent("stdout").path
     let err = dir.appendingPathComponent("stderr").path
-    let env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+    env["HERALD_RUN_DIR"] = dir.path
     let child = try ChildProcess(path: binary, arguments: arguments, environment: env, directory: dir,
                                  stdoutPath: out, stderrPath: err)
     guard let status = child.waitForExit(timeout: timeout) else {

@@ -1,0 +1,53 @@
+import Glibc
+import HeraldProtocol
+
+/// The CLI's side of the control socket.
+public enum ControlClient {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Sends one command and returns the supervisor's JSON reply.
+    public static func send(_ command: String, to path: String, timeoutSeconds: Int = 30) throws(Failure) -> JSON {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "cannot create a socket: \(SystemErrorText.current)") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Failure(description: "path too long: \(path)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            throw Failure(description: "cannot reach the supervisor at \(path): \(SystemErrorText.current)")
+        }
+        let line = Array((command + "\n").utf8)
+        _ = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { reply.append(contentsOf: buffer[0..<n]); continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw Failure(description: "no answer from the supervisor: \(SystemErrorText.current)") }
+            break
+        }
+        while reply.last == UInt8(ascii: "\n") { reply.removeLast() }
+        do {
+            return try JSONParser.parse(reply)
+        } catch {
+            throw Failure(description: "unreadable answer from the supervisor")
+        }
+    }
+}
+
+enum SystemErrorText {
+    static var current: String {
+        let error = errno
+        return String(decoding: UnsafeRawBufferPointer(start: strerror(error), count: strlen(strerror(error))), as: UTF8.self)
+    }
+}

@@ -1,0 +1,102 @@
+import CHeraldSystem
+import Glibc
+import HeraldLoop
+import HeraldProtocol
+
+/// The supervisor's control socket: a unix socket (mode 0600) taking one command line
+/// per connection — `status`, `reload`, `stop`, `scale N` — and answering one JSON line.
+@LoopActor
+public final class ControlServer: EventHandler {
+    public let path: String
+    private let fd: Int32
+    private let handle: @LoopActor ([Substring]) -> JSON
+
+    public init(path: String, handle: @escaping @LoopActor ([Substring]) -> JSON) throws(SystemError) {
+        self.path = path
+        self.handle = handle
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw SystemError("socket(AF_UNIX)") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            Glibc.close(fd)
+            throw SystemError("control socket path too long: \(path)", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let previousMask = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(previousMask)
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = SystemError("bind(\(path))")
+            Glibc.close(fd)
+            throw error
+        }
+        self.fd = fd
+        try EventLoop.current.register(fd: fd, events: IOEvents.readable, handler: self)
+    }
+
+    public func handleEvents(_ events: UInt32) {
+        while true {
+            var address = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = herald_accept(fd, &address, &length)
+            if client < 0 { return }
+            do {
+                try EventLoop.current.register(fd: client, events: IOEvents.readable | IOEvents.readHangUp,
+                                               handler: ControlSession(fd: client, handle: handle))
+            } catch {
+                Glibc.close(client)
+            }
+        }
+    }
+
+    public func close() {
+        EventLoop.current.unregister(fd: fd)
+        Glibc.close(fd)
+        unlink(path)
+    }
+}
+
+/// One CLI connection to the control socket.
+@LoopActor
+private final class ControlSession: EventHandler {
+    let fd: Int32
+    let handle: @LoopActor ([Substring]) -> JSON
+    var input: [UInt8] = []
+
+    init(fd: Int32, handle: @escaping @LoopActor ([Substring]) -> JSON) {
+        self.fd = fd
+        self.handle = handle
+    }
+
+    func handleEvents(_ events: UInt32) {
+        var buffer = [UInt8](repeating: 0, count: 1_024)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        if n > 0 { input.append(contentsOf: buffer[0..<n]) }
+        guard let newline = input.firstIndex(of: UInt8(ascii: "\n")) else {
+            if n <= 0 || input.count > 4_096 { finish(nil) }
+            return
+        }
+        let line = String(decoding: input[..<newline], as: UTF8.self)
+        finish(handle(line.split(separator: " ")))
+    }
+
+    private func finish(_ reply: JSON?) {
+        if let reply {
+            var out: [UInt8] = []
+            JSONWriter.write(reply, to: &out)
+            out.append(UInt8(ascii: "\n"))
+            // The reply is small: a blocking write of it is fine on a local socket.
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+            _ = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        EventLoop.current.unregister(fd: fd)
+        close(fd)
+    }
+}

@@ -1,0 +1,317 @@
+import Glibc
+import HeraldLoop
+import HeraldProtocol
+
+/// The cluster's supervisor: owns the listening sockets for its whole life, starts the
+/// workers, replaces crashed ones, and carries out stop, rolling reload and scale. It is
+/// single-threaded (the process's event loop) and never touches client traffic.
+@LoopActor
+public final class Supervisor {
+    public struct Options: Sendable {
+        /// Listening sockets, in the order workers expect them.
+        public var listenFDs: [Int32]
+        public var workers: Int
+        /// The herald binary to start workers from (re-read from disk at each start, so
+        /// a reload deploys an upgraded binary).
+        public var executable: String
+        /// Arguments after the executable: `worker` and the options `start` was given.
+        public var workerArguments: [String]
+        /// Variables added to (or removed from) the workers' environment.
+        public var workerEnvironment: [String: String?]
+        /// How long a worker may take to drain before it is killed.
+        public var drainTimeoutMilliseconds: Int
+        /// How long a new worker may take to say it is ready.
+        public var readyTimeoutMilliseconds = 15_000
+        /// Crash-loop guard: this many worker crashes within the window stop the cluster.
+        public var crashLimit = 10
+        public var crashWindowMilliseconds = 60_000
+
+        public init(listenFDs: [Int32], workers: Int, executable: String, workerArguments: [String],
+                    workerEnvironment: [String: String?], drainTimeoutMilliseconds: Int) {
+            self.listenFDs = listenFDs
+            self.workers = workers
+            self.executable = executable
+            self.workerArguments = workerArguments
+            self.workerEnvironment = workerEnvironment
+            self.drainTimeoutMilliseconds = drainTimeoutMilliseconds
+        }
+    }
+
+    private var options: Options
+    private let startedAt = Clock.wallMillis()
+    /// The current worker of each slot.
+    private var slots: [WorkerProcess?] = []
+    /// Every live worker process, current, replacement or draining, by pid.
+    private var processes: [pid_t: WorkerProcess] = [:]
+    private var restartTimers: [Int: LoopTimer] = [:]
+    private var crashTimes: [UInt64] = []
+    /// Slots still to be replaced by the reload under way, and the replacement starting now.
+    private var reloadQueue: [Int] = []
+    private var replacement: WorkerProcess?
+    private var stopping = false
+    private var stopTimer: LoopTimer?
+    private var onStopped: (@LoopActor (Int32) -> Void)?
+    private var exitStatus: Int32 = 0
+    /// Checks the configuration before a reload; returns an error text to refuse it.
+    public var validateReload: (@LoopActor () -> String?)?
+    /// Extra fields for `status` (for example the Redis the cluster uses).
+    public var statusFields: JSONObject = JSONObject()
+    /// Called with the pid of a worker that died without being told to stop.
+    public var onWorkerCrashed: (@LoopActor (_ serverID: String) -> Void)?
+
+    public init(options: Options) {
+        self.options = options
+    }
+
+    /// Starts the workers; `onStopped` runs with the exit status once all have exited
+    /// after a stop.
+    public func start(onStopped: @escaping @LoopActor (Int32) -> Void) {
+        self.onStopped = onStopped
+        log.info("cluster.start", ["workers": String(options.workers), "executable": options.executable,
+                                   "pid": String(getpid())])
+        scale(to: options.workers)
+    }
+
+    // MARK: Commands
+
+    /// The number of workers the cluster runs.
+    public var workerCount: Int { options.workers }
+
+    public var isReloading: Bool { replacement != nil || !reloadQueue.isEmpty }
+
+    /// A rolling reload: each slot gets a new worker, and the old one is told to drain
+    /// only once the new one accepts connections.
+    @discardableResult
+    public func reload() -> String? {
+        guard !stopping else { return "the cluster is stopping" }
+        guard !isReloading else { return "a reload is already under way" }
+        if let problem = validateReload?() {
+            log.error("cluster.reload.refused", ["reason": problem])
+            return problem
+        }
+        reloadQueue = slots.indices.filter { slots[$0] != nil }
+        log.info("cluster.reload.start", ["workers": String(reloadQueue.count)])
+        replaceNext()
+        return nil
+    }
+
+    /// Grows or shrinks the cluster to `count` workers.
+    public func scale(to count: Int) {
+        guard !stopping else { return }
+        let count = max(1, count)
+        options.workers = count
+        log.info("cluster.scale", ["workers": String(count)])
+        while slots.count < count { slots.append(nil) }
+        for index in 0..<count where slots[index] == nil && restartTimers[index] == nil {
+            slots[index] = spawn(index: index)
+        }
+        while slots.count > count {
+            let index = slots.count - 1
+            restartTimers.removeValue(forKey: index)?.cancel()
+            reloadQueue.removeAll { $0 == index }
+            if let worker = slots.removeLast() { drain(worker, reason: "scale down") }
+        }
+    }
+
+    /// Stops every worker gracefully, then calls `onStopped`.
+    public func stop(status: Int32 = 0) {
+        guard !stopping else { return }
+        stopping = true
+        exitStatus = status
+        log.info("cluster.stopping", ["workers": String(processes.count)])
+        for timer in restartTimers.values { timer.cancel() }
+        restartTimers.removeAll()
+        reloadQueue.removeAll()
+        for worker in processes.values { drain(worker, reason: "stop") }
+        stopTimer = EventLoop.current.schedule(afterMilliseconds: options.drainTimeoutMilliseconds + 5_000) { [weak self] in
+            guard let self else { return }
+            for worker in self.processes.values {
+                log.warn("worker.kill", ["pid": String(worker.pid), "reason": "did not stop in time"])
+                worker.signal(SIGKILL)
+            }
+        }
+        finishIfStopped()
+    }
+
+    /// The status the CLI shows.
+    public var status: JSON {
+        var supervisor = JSONObject([
+            ("pid", .number(Double(getpid()))), ("uptime", .number(Double(Clock.wallMillis() - startedAt))),
+            ("workers", .number(Double(options.workers))), ("reloading", .bool(isReloading)),
+            ("stopping", .bool(stopping)),
+        ])
+        for (key, value) in statusFields { supervisor[key] = value }
+        let workers = processes.values.sorted { ($0.index, $0.startedAt) < ($1.index, $1.startedAt) }.map(\.asJSON)
+        return .object(JSONObject([("supervisor", .object(supervisor)), ("workers", .array(workers))]))
+    }
+
+    // MARK: Worker life cycle
+
+    private func spawn(index: Int) -> WorkerProcess? {
+        var pair: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            log.error("worker.spawn.failed", ["index": String(index), "error": SystemError("socketpair").description])
+            scheduleRestart(index: index)
+            return nil
+        }
+        var descriptors: [(parent: Int32, child: Int32)] = [(pair[1], WorkerEnvironment.controlFDNumber)]
+        var childListenFDs: [Int32] = []
+        for (offset, fd) in options.listenFDs.enumerated() {
+            let target = WorkerEnvironment.firstListenFDNumber + Int32(offset)
+            descriptors.append((fd, target))
+            childListenFDs.append(target)
+        }
+        let environment = WorkerEnvironment(index: index, listenFDs: childListenFDs,
+                                            controlFD: WorkerEnvironment.controlFDNumber, supervisorPID: getpid())
+        var variables = options.workerEnvironment
+        for (name, value) in environment.variables { variables[name] = value }
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(path: options.executable, arguments: [options.executable] + options.workerArguments,
+                                           environment: ProcessSpawner.environment(with: variables), descriptors: descriptors)
+        } catch {
+            close(pair[0]); close(pair[1])
+            log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
+            scheduleRestart(index: index)
+            return nil
+        }
+        close(pair[1])
+        let worker: WorkerProcess
+        do {
+            worker = try WorkerProcess(index: index, pid: pid, controlFD: pair[0], supervisor: self)
+        } catch {
+            close(pair[0])
+            kill(pid, SIGKILL)
+            log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
+            return nil
+        }
+        processes[pid] = worker
+        log.info("worker.started", ["index": String(index), "pid": String(pid)])
+        worker.readyTimer = EventLoop.current.schedule(afterMilliseconds: options.readyTimeoutMilliseconds) { [weak self, weak worker] in
+            guard let self, let worker, worker.state == .starting else { return }
+            log.error("worker.ready.timeout", ["index": String(worker.index), "pid": String(worker.pid)])
+            worker.signal(SIGKILL)
+            _ = self
+        }
+        return worker
+    }
+
+    func received(_ report: WorkerReport, from worker: WorkerProcess) {
+        worker.serverID = report.serverID
+        worker.connections = report.connections
+        worker.rooms = report.rooms
+        worker.totalActions = report.totalActions
+        guard report.kind == .ready, worker.state == .starting else { return }
+        worker.state = .running
+        worker.readyTimer?.cancel()
+        log.info("worker.ready", ["index": String(worker.index), "pid": String(worker.pid), "serverId": report.serverID])
+        if worker === replacement {
+            // The new worker accepts: now the old one of its slot may drain.
+            replacement = nil
+            if let old = slots[worker.index], old !== worker { drain(old, reason: "reload") }
+            slots[worker.index] = worker
+            log.info("cluster.reload.step", ["index": String(worker.index), "pid": String(worker.pid)])
+            replaceNext()
+        }
+    }
+
+    private func replaceNext() {
+        guard !stopping else { return }
+        while let index = reloadQueue.first {
+            reloadQueue.removeFirst()
+            guard index < slots.count, slots[index] != nil else { continue }
+            replacement = spawn(index: index)
+            if replacement != nil { return }
+        }
+        if replacement == nil { log.info("cluster.reload.done", [:]) }
+    }
+
+    private func drain(_ worker: WorkerProcess, reason: String) {
+        guard worker.state != .draining else { return }
+        worker.state = .draining
+        worker.readyTimer?.cancel()
+        log.info("worker.stopping", ["index": String(worker.index), "pid": String(worker.pid), "reason": reason])
+        worker.signal(SIGTERM)
+        worker.killTimer = EventLoop.current.schedule(afterMilliseconds: options.drainTimeoutMilliseconds + 5_000) { [weak worker] in
+            guard let worker else { return }
+            log.warn("worker.kill", ["pid": String(worker.pid), "reason": "did not drain in time"])
+            worker.signal(SIGKILL)
+        }
+    }
+
+    /// Reaps exited children (on SIGCHLD).
+    public func reapChildren() {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid <= 0 { break }
+            guard let worker = processes.removeValue(forKey: pid) else { continue }
+            exited(worker, status: status)
+        }
+        finishIfStopped()
+    }
+
+    private func exited(_ worker: WorkerProcess, status: Int32) {
+        worker.readyTimer?.cancel()
+        worker.killTimer?.cancel()
+        worker.closeChannel()
+        let description = ProcessSpawner.describe(waitStatus: status)
+        let wasCurrent = worker.index < slots.count && slots[worker.index] === worker
+        let wasReplacement = worker === replacement
+        if worker.state == .draining {
+            log.info("worker.exited", ["index": String(worker.index), "pid": String(worker.pid), "status": description])
+            return
+        }
+        log.error("worker.exited", ["index": String(worker.index), "pid": String(worker.pid), "status": description,
+                                    "unexpected": "true"])
+        if !worker.serverID.isEmpty { onWorkerCrashed?(worker.serverID) }
+        if wasReplacement {
+            // The new binary or configuration does not start: keep the old workers.
+            replacement = nil
+            reloadQueue.removeAll()
+            log.error("cluster.reload.failed", ["index": String(worker.index), "reason": "new worker exited before ready: \(description)"])
+        }
+        guard !stopping, wasCurrent || wasReplacement else { return }
+        if wasCurrent { slots[worker.index] = nil }
+        noteCrash()
+        if !stopping && wasCurrent { scheduleRestart(index: worker.index) }
+    }
+
+    private func noteCrash() {
+        let now = Clock.monotonicNanos()
+        let window = UInt64(options.crashWindowMilliseconds) * 1_000_000
+        crashTimes = crashTimes.filter { now &- $0 < window } + [now]
+        if crashTimes.count >= options.crashLimit {
+            log.error("cluster.crashloop", ["crashes": String(crashTimes.count),
+                                            "windowMs": String(options.crashWindowMilliseconds),
+                                            "action": "stopping the cluster"])
+            stop(status: 1)
+        }
+    }
+
+    /// Restarts a slot: at once after an isolated crash, then backing off (up to 5 s)
+    /// while crashes keep coming.
+    private func scheduleRestart(index: Int) {
+        guard !stopping, restartTimers[index] == nil else { return }
+        let recent = max(0, crashTimes.count - 1)
+        let delay = recent == 0 ? 0 : min(5_000, 100 << min(recent, 6))
+        if delay > 0 { log.warn("worker.restart.backoff", ["index": String(index), "delayMs": String(delay)]) }
+        restartTimers[index] = EventLoop.current.schedule(afterMilliseconds: delay) { [weak self] in
+            guard let self else { return }
+            self.restartTimers[index] = nil
+            guard !self.stopping, index < self.slots.count, self.slots[index] == nil else { return }
+            self.slots[index] = self.spawn(index: index)
+            if let worker = self.slots[index] {
+                log.info("worker.replaced", ["index": String(index), "pid": String(worker.pid)])
+            }
+        }
+    }
+
+    private func finishIfStopped() {
+        guard stopping, processes.isEmpty, let onStopped else { return }
+        self.onStopped = nil
+        stopTimer?.cancel()
+        log.info("cluster.stopped", ["status": String(exitStatus)])
+        onStopped(exitStatus)
+    }
+}

@@ -1,0 +1,77 @@
+import Glibc
+import HeraldLoop
+import HeraldProtocol
+
+/// A worker process as the supervisor sees it, and its end of the worker's channel.
+@LoopActor
+final class WorkerProcess: EventHandler {
+    enum State: String {
+        /// Started, not yet accepting.
+        case starting
+        case running
+        /// Told to stop (reload, scale-down, shutdown); finishing its connections.
+        case draining
+    }
+
+    let index: Int
+    let pid: pid_t
+    let controlFD: Int32
+    let startedAt = Clock.wallMillis()
+    var state = State.starting
+    var serverID = ""
+    var connections = 0
+    var rooms = 0
+    var totalActions = 0
+    var readyTimer: LoopTimer?
+    var killTimer: LoopTimer?
+    private var pending: [UInt8] = []
+    private unowned let supervisor: Supervisor
+    private var channelOpen = true
+
+    init(index: Int, pid: pid_t, controlFD: Int32, supervisor: Supervisor) throws(SystemError) {
+        self.index = index
+        self.pid = pid
+        self.controlFD = controlFD
+        self.supervisor = supervisor
+        try EventLoop.current.register(fd: controlFD, events: IOEvents.readable | IOEvents.readHangUp, handler: self)
+    }
+
+    func handleEvents(_ events: UInt32) {
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        let n = buffer.withUnsafeMutableBytes { read(controlFD, $0.baseAddress, $0.count) }
+        if n <= 0 {
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            closeChannel()
+            return
+        }
+        pending.append(contentsOf: buffer[0..<n])
+        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Array(pending[..<newline])
+            pending.removeSubrange(...newline)
+            let report = line.withUnsafeBytes { WorkerReport(line: $0) }
+            if let report { supervisor.received(report, from: self) }
+        }
+        if pending.count > 65_536 { pending.removeAll() }
+    }
+
+    /// The channel closes when the worker exits; the exit itself comes through SIGCHLD.
+    func closeChannel() {
+        guard channelOpen else { return }
+        channelOpen = false
+        EventLoop.current.unregister(fd: controlFD)
+        close(controlFD)
+    }
+
+    func signal(_ signal: Int32) {
+        _ = kill(pid, signal)
+    }
+
+    var asJSON: JSON {
+        .object(JSONObject([
+            ("index", .number(Double(index))), ("pid", .number(Double(pid))), ("serverId", .string(serverID)),
+            ("state", .string(state.rawValue)), ("uptime", .number(Double(Clock.wallMillis() - startedAt))),
+            ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
+            ("totalActions", .number(Double(totalActions))),
+        ]))
+    }
+}

@@ -1,0 +1,43 @@
+import HeraldProtocol
+
+/// A line a worker sends its supervisor: `ready` once it accepts, then `stats` every
+/// second. JSON, one object per line.
+public struct WorkerReport: Sendable, Equatable {
+    public enum Kind: String, Sendable { case ready, stats }
+
+    public var kind: Kind
+    public var serverID: String
+    public var connections: Int
+    public var rooms: Int
+    public var totalActions: Int
+
+    public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int) {
+        self.kind = kind
+        self.serverID = serverID
+        self.connections = connections
+        self.rooms = rooms
+        self.totalActions = totalActions
+    }
+
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        JSONWriter.writeObject(JSONObject([
+            ("event", .string(kind.rawValue)), ("serverId", .string(serverID)),
+            ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
+            ("totalActions", .number(Double(totalActions))),
+        ]), to: &out)
+        out.append(UInt8(ascii: "\n"))
+        return out
+    }
+
+    public init?(line: UnsafeRawBufferPointer) {
+        guard case .object(let object)? = try? JSONParser.parse(line),
+              let kind = object["event"]?.stringValue.flatMap(Kind.init(rawValue:)),
+              let serverID = object["serverId"]?.stringValue else { return nil }
+        self.kind = kind
+        self.serverID = serverID
+        connections = Int(object["connections"]?.numberValue ?? 0)
+        rooms = Int(object["rooms"]?.numberValue ?? 0)
+        totalActions = Int(object["totalActions"]?.numberValue ?? 0)
+    }
+}

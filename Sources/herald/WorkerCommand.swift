@@ -1,0 +1,72 @@
+import CHeraldSystem
+import Glibc
+import HeraldActions
+import HeraldCluster
+import HeraldCore
+import HeraldLoop
+
+/// `herald worker`: a worker process started by the supervisor, serving on the
+/// listening sockets it inherited, with the same options as `herald start`.
+enum WorkerCommand {
+    static func main(_ arguments: [String]) -> Int32 {
+        guard let environment = WorkerEnvironment.fromProcess(ProcessEnvironment.all) else {
+            printError("herald worker: this command is started by `herald start`, not by hand")
+            return 2
+        }
+        // Die with the supervisor (the signal is a graceful stop), also if it is
+        // already gone.
+        _ = herald_set_parent_death_signal(SIGTERM)
+        guard getppid() == environment.supervisorPID else { return 1 }
+        let configuration: Configuration
+        do {
+            guard let options = try StartOptions.parse(arguments) else { return 2 }
+            configuration = try options.loader.load()
+            try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile,
+                              fields: [("worker", String(environment.index)), ("pid", String(getpid()))])
+        } catch {
+            printError("herald worker: \(error)")
+            return 2
+        }
+        return serve(configuration, listenFDs: environment.listenFDs, controlFD: environment.controlFD)
+    }
+
+    /// Serves until stopped: on the given listening sockets, reporting to the
+    /// supervisor through `controlFD` when there is one.
+    static func serve(_ configuration: Configuration, listenFDs: [Int32], controlFD: Int32?) -> Int32 {
+        herald_ignore_sigpipe()
+        Sockets.raiseOpenFileLimit()
+        let serverID = "\(ProcessEnvironment.hostname)-\(getpid())"
+        var exitStatus: Int32 = 0
+        do {
+            try EventLoop.current.run {
+                let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
+                                    cache: MemoryCache(), bus: InProcessBus(), serverID: serverID)
+                let reporter = try controlFD.map { fd throws(SystemError) in try WorkerReporter(fd: fd, worker: worker) }
+                let sockets = try Listeners.sockets(configuration, listenFDs: listenFDs)
+                try worker.start(listening: sockets, acceptOnePerWake: configuration.workers != 1) {
+                    reporter?.stop()
+                    EventLoop.current.stop()
+                }
+                var signals = 0
+                _ = try SignalWatcher(signals: [SIGTERM, SIGINT]) { delivery in
+                    signals += 1
+                    if signals > 1 && delivery.signal == SIGINT {
+                        log.warn("server.forced.exit", ["signal": String(delivery.signal)])
+                        log.flush()
+                        exit(1)
+                    }
+                    log.info("server.signal", ["signal": String(delivery.signal)])
+                    worker.stop()
+                }
+                log.info("server.start", ["serverId": serverID, "port": String(Sockets.localPort(of: listenFDs[0])),
+                                          "bus": "in-process", "cache": "in-process"])
+                reporter?.ready()
+            }
+        } catch {
+            log.error("server.start.failed", ["error": "\(error)"])
+            exitStatus = 1
+        }
+        log.flush()
+        return exitStatus
+    }
+}
