@@ -104,8 +104,11 @@ public final class Connection: EventHandler {
 
     func send(bytes: [UInt8]) { send { $0.append(contentsOf: bytes) } }
 
+    var isReadScheduled = false
+
     /// Writes as much of the queue as the socket takes.
     func flush() {
+        defer { if transport.hasBufferedInput { scheduleRead() } }
         while outputSent < output.count {
             let result = output.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
             switch result {
@@ -123,6 +126,18 @@ public final class Connection: EventHandler {
         outputSent = 0
         watchWritable(transport.needsWritableToRead)
         if state == .closing { finishClosing() }
+    }
+
+    /// Input a write left in the transport's buffer (TLS read-ahead during a handshake)
+    /// is read on the next loop turn: epoll will not report it.
+    private func scheduleRead() {
+        guard !isReadScheduled, state != .closed else { return }
+        isReadScheduled = true
+        EventLoop.current.schedule(afterMilliseconds: 0) { [weak self] in
+            guard let self else { return }
+            self.isReadScheduled = false
+            if self.state != .closed { self.worker.readable(self) }
+        }
     }
 
     private func watchWritable(_ on: Bool) {

@@ -120,13 +120,17 @@ public final class TLSTransport: Transport {
         if let terminal { return terminal }
         ERR_clear_error()
         let n = SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
+        let result: IOResult
         if n > 0 {
             writeWantsRead = false
-            noteHandshakeProgress()
-            return .bytes(Int(n))
+            result = .bytes(Int(n))
+        } else {
+            result = outcome(of: n, reading: false)
         }
-        let result = outcome(of: n, reading: false)
         noteHandshakeProgress()
+        // A handshake finished inside this write may have read the client's first
+        // records ahead into OpenSSL's buffer, where epoll cannot see them.
+        if terminal == nil && SSL_has_pending(ssl) != 0 { hasBufferedInput = true }
         return result
     }
 

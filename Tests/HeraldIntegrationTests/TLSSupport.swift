@@ -224,14 +224,27 @@ final class TLSClient {
 
     struct TLSEnd: Error { let ending: Ending }
 
+    /// How far `buffer` has been searched for a line end (so a long line is scanned once).
+    private var scanned = 0
+
     func readLine(timeout: Double = 5) throws -> String {
         let deadline = Deadline(timeout)
         while true {
-            if let index = buffer.indices.dropLast().first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 }) {
+            let found: Int? = buffer.withUnsafeBufferPointer { bytes in
+                var i = max(0, scanned - 1)
+                while i + 1 < bytes.count {
+                    if bytes[i] == 13 && bytes[i + 1] == 10 { return i }
+                    i += 1
+                }
+                return nil
+            }
+            if let index = found {
                 let line = String(decoding: buffer[..<index], as: UTF8.self)
                 buffer.removeFirst(index + 2)
+                scanned = 0
                 return line
             }
+            scanned = buffer.count
             switch readSome(deadline) {
             case .success(let bytes?): buffer += bytes
             case .success(nil):
