@@ -27,15 +27,22 @@ let package = Package(
         .target(name: "HeraldCluster", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHeraldSystem"]),
         // The built-in actions, written with the same API as anyone's own.
         .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
+        // OpenSSL 3 from Debian's libssl-dev, and plain C functions for its macros.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CHeraldTLS", dependencies: ["COpenSSL"]),
+        // TLS listeners: an OpenSSL context per listener and a non-blocking TLS transport.
+        .target(name: "HeraldTLS", dependencies: ["HeraldCore", "HeraldLoop", "COpenSSL", "CHeraldTLS"]),
         // The load tool behind `herald bench`.
-        .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
+        .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem", "COpenSSL", "CHeraldTLS"]),
         // hiredis (Debian libhiredis-dev 0.14), the C client behind the Redis bus and cache.
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // The Redis room bus and shared cache, on the worker's loop; the private redis-server.
         .target(name: "HeraldRedis", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHiredis", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "HeraldRedis", "CHeraldSystem"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol",
+                                                         "HeraldBench", "HeraldRedis", "HeraldTLS", "CHeraldSystem"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
-        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
+        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
+        .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
     ]
 )

@@ -1,3 +1,4 @@
+import COpenSSL
 import Glibc
 
 /// Bytes read from one socket and not yet consumed. Reads go straight into the free tail;
@@ -27,6 +28,25 @@ final class InBuffer {
         if n > 0 { end += n; return n }
         if n == 0 { return 0 }
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2
+    }
+
+    /// Reads once through TLS, then whatever OpenSSL already holds (epoll does not see
+    /// it). Same results as `read(from:)`.
+    func read(tls ssl: OpaquePointer) -> Int {
+        var total = 0
+        repeat {
+            makeRoom()
+            ERR_clear_error()
+            let n = SSL_read(ssl, base + end, Int32(clamping: capacity - end))
+            if n > 0 { end += Int(n); total += Int(n); continue }
+            if total > 0 { return total }
+            switch SSL_get_error(ssl, n) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return -1
+            case SSL_ERROR_ZERO_RETURN: return 0
+            default: errno = EPROTO; return -2
+            }
+        } while SSL_has_pending(ssl) != 0
+        return total
     }
 
     /// The next complete line without its `\n` (a `\r` before it is kept), or nil.
@@ -112,6 +132,13 @@ final class OutBuffer {
 
     func commit(_ count: Int) { end += count }
 
+    func withPending<R>(_ body: (UnsafeMutablePointer<UInt8>, Int) -> R) -> R { body(base + start, end - start) }
+
+    func consume(_ count: Int) {
+        start += count
+        if start == end { start = 0; end = 0 }
+    }
+
     /// Writes as much as the socket takes. Returns false on a hard error (errno set).
     func flush(to fd: Int32) -> Bool {
         while start < end {
@@ -123,6 +150,22 @@ final class OutBuffer {
         }
         start = 0
         end = 0
+        return true
+    }
+}
+
+extension OutBuffer {
+    /// Writes as much as TLS takes (partial writes on). Returns false on a hard error.
+    func flush(tls ssl: OpaquePointer) -> Bool {
+        while pending > 0 {
+            ERR_clear_error()
+            let n = withPending { SSL_write(ssl, $0, Int32(clamping: $1)) }
+            if n > 0 { consume(Int(n)); continue }
+            switch SSL_get_error(ssl, n) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return true
+            default: errno = EPROTO; return false
+            }
+        }
         return true
     }
 }

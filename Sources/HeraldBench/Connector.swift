@@ -1,3 +1,4 @@
+import COpenSSL
 import Glibc
 
 /// A resolved `host:port`.
@@ -54,6 +55,8 @@ final class Connection {
     let input: InBuffer
     let output = OutBuffer(capacity: 512)
     var closed = false
+    /// The TLS session (SSL *) when the load runs over TLS (`--tls`).
+    var tls: OpaquePointer?
 
     init(fd: Int32, inputCapacity: Int) {
         self.fd = fd
@@ -61,7 +64,25 @@ final class Connection {
     }
 
     func close() {
-        if !closed { closed = true; Glibc.close(fd) }
+        if !closed {
+            closed = true
+            if let tls { SSL_free(tls); self.tls = nil }
+            Glibc.close(fd)
+        }
+    }
+
+    /// Reads into `input` (through TLS when on): byte count, 0 at the end, -1 later, -2 error.
+    @inline(__always)
+    func read() -> Int {
+        if let tls { return input.read(tls: tls) }
+        return input.read(from: fd)
+    }
+
+    /// Writes `output` (through TLS when on); false on a hard error.
+    @inline(__always)
+    func flush() -> Bool {
+        if let tls { return output.flush(tls: tls) }
+        return output.flush(to: fd)
     }
 }
 

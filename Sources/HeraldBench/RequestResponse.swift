@@ -14,6 +14,7 @@ enum RequestResponse {
         OptionSpec(name: "request", defaultValue: "", help: "request line (default: randomNumber for herald, PING for redis)"),
         OptionSpec(name: "threads", defaultValue: "1", help: "client threads, each with its own epoll loop"),
         OptionSpec(name: "json", defaultValue: nil, help: "print one JSON object instead of the text line"),
+        OptionSpec(name: "tls", defaultValue: nil, help: "speak TLS (herald's secure or tlsPort listener; the certificate is not verified)"),
     ]
 
     struct Config {
@@ -26,6 +27,7 @@ enum RequestResponse {
         var request: String
         var threads: Int
         var json: Bool
+        var tls: Bool
     }
 
     static func run(_ options: Options) throws -> Int32 {
@@ -45,14 +47,17 @@ enum RequestResponse {
             warmup: try options.seconds("warmup"),
             request: request,
             threads: min(try options.int("threads", min: 1, max: 64), connections),
-            json: options.flag("json"))
+            json: options.flag("json"),
+            tls: options.flag("tls"))
         try Limits.require(sockets: config.connections)
         return try measure(config)
     }
 
     static func measure(_ config: Config) throws -> Int32 {
-        let all = try Connector.open(config.connections, to: config.endpoint, readWelcome: config.target == "herald")
+        let all = try Connector.open(config.connections, to: config.endpoint,
+                                     readWelcome: config.target == "herald" && !config.tls)
         defer { for c in all { c.close() } }
+        if config.tls { try BenchTLS.start(all, endpoint: config.endpoint, readWelcome: config.target == "herald") }
 
         let start = Clock.nanos()
         let measureStart = start + UInt64(config.warmup * 1e9)
@@ -85,6 +90,7 @@ enum RequestResponse {
         report.add("request", config.request)
         report.add("connections", config.connections)
         report.add("pipeline", config.pipeline)
+        report.add("tls", config.tls ? "yes" : "no")
         report.add("duration", number: Format.fixed(config.duration, 1))
         report.add("requests", requests)
         report.add("rps", number: Format.fixed(Double(requests) / config.duration, 0))
@@ -170,7 +176,7 @@ final class RRWorker: @unchecked Sendable {
     @inline(__always)
     private func flush(_ i: Int, poller: Poller) {
         let c = connections[i]
-        guard c.output.flush(to: c.fd) else {
+        guard c.flush() else {
             failure = "write to connection \(i) failed: \(errnoText())"
             return
         }
@@ -196,7 +202,7 @@ final class RRWorker: @unchecked Sendable {
 
     private func receive(_ i: Int, poller: Poller, resp: RESPReader?) {
         let c = connections[i]
-        let n = c.input.read(from: c.fd)
+        let n = c.read()
         if n == -1 { return }
         if n <= 0 {
             failure = n == 0 ? "server closed connection \(i)" : "read from connection \(i) failed: \(errnoText())"

@@ -35,6 +35,26 @@ public struct Configuration: Sendable, Equatable {
     public var redisDatabase = 0
     /// Prefix of every Redis key and channel, so that two clusters can share one Redis.
     public var redisPrefix = "herald:"
+    /// TLS (see docs/configuration.md, "TLS"). The main port speaks TLS.
+    public var secure = false
+    /// PEM certificate (chain) and private key for every TLS listener.
+    public var certFile = ""
+    public var keyFile = ""
+    /// PEM CA certificates: when set, TLS clients must present a certificate they signed.
+    public var caFile = ""
+    /// An additional TLS listener beside the main port; 0 is none.
+    public var tlsPort = 0
+    /// Address of the additional TLS listener; "" is the same as `bind`.
+    public var tlsBind = ""
+    /// Milliseconds a TLS client has to finish its handshake.
+    public var tlsHandshakeTimeout = 10_000
+    /// OpenSSL cipher list for TLS 1.2; "" keeps OpenSSL's recommended default.
+    public var tlsCiphers = ""
+    /// Oldest TLS version accepted: "1.2" or "1.3".
+    public var tlsMinVersion = "1.2"
+
+    /// Whether any listener speaks TLS.
+    public var usesTLS: Bool { secure || tlsPort != 0 }
 
     public init() {}
 
@@ -48,6 +68,8 @@ public struct Configuration: Sendable, Equatable {
         "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisDatabase", "redisPrefix",
+        "secure", "certFile", "keyFile", "caFile", "tlsPort", "tlsBind", "tlsHandshakeTimeout",
+        "tlsCiphers", "tlsMinVersion",
     ]
 
     /// Sets one key from a JSON value (numbers and booleans may also come as strings).
@@ -104,6 +126,20 @@ public struct Configuration: Sendable, Equatable {
         case "redisPassword": redisPassword = try string()
         case "redisDatabase": redisDatabase = try int(min: 0)
         case "redisPrefix": redisPrefix = try string()
+        case "secure": secure = try bool()
+        case "certFile": certFile = try string()
+        case "keyFile": keyFile = try string()
+        case "caFile": caFile = try string()
+        case "tlsPort": tlsPort = try int(min: 0, max: 65_535)
+        case "tlsBind": tlsBind = try string()
+        case "tlsHandshakeTimeout": tlsHandshakeTimeout = try int(min: 1)
+        case "tlsCiphers": tlsCiphers = try string()
+        case "tlsMinVersion":
+            let version = try string()
+            guard version == "1.2" || version == "1.3" else {
+                throw ConfigurationError("\(source): tlsMinVersion must be 1.2 or 1.3, not \(version)")
+            }
+            tlsMinVersion = version
         default:
             throw ConfigurationError("\(source): unknown setting '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -125,6 +161,10 @@ public struct Configuration: Sendable, Equatable {
             ("redisUrl", .string(redisUrl)), ("redisHost", .string(redisHost)), ("redisPort", .number(Double(redisPort))),
             ("redisSocket", .string(redisSocket)), ("redisPassword", .string(redisPassword)),
             ("redisDatabase", .number(Double(redisDatabase))), ("redisPrefix", .string(redisPrefix)),
+            ("secure", .bool(secure)), ("certFile", .string(certFile)), ("keyFile", .string(keyFile)),
+            ("caFile", .string(caFile)), ("tlsPort", .number(Double(tlsPort))), ("tlsBind", .string(tlsBind)),
+            ("tlsHandshakeTimeout", .number(Double(tlsHandshakeTimeout))), ("tlsCiphers", .string(tlsCiphers)),
+            ("tlsMinVersion", .string(tlsMinVersion)),
         ])
     }
 

@@ -73,7 +73,9 @@ public final class Connection: EventHandler {
             worker.readable(self)
         }
         if events & IOEvents.writable != 0 && state != .closed {
-            flush()
+            // A read that was waiting for the socket to drain (TLS) is retried first.
+            if transport.needsWritableToRead { worker.readable(self) }
+            if state != .closed { flush() }
         }
     }
 
@@ -103,17 +105,21 @@ public final class Connection: EventHandler {
 
     func send(bytes: [UInt8]) { send { $0.append(contentsOf: bytes) } }
 
+    var isReadScheduled = false
+
     /// Writes as much of the queue as the socket takes.
     func flush() {
+        defer { if transport.hasBufferedInput { scheduleRead() } }
         while outputSent < output.count {
             let result = output.withBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
             switch result {
             case .bytes(let n): outputSent += n
             case .wouldBlock:
-                watchWritable(true)
+                // A TLS write waiting for the peer's handshake is retried after the next read.
+                watchWritable(!transport.writeWaitsForReadable || transport.needsWritableToRead)
                 return
             case .closed, .failed:
-                worker.drop(self, reason: "write failed")
+                worker.drop(self, reason: transport.failureReason ?? "write failed")
                 return
             }
         }
@@ -121,6 +127,18 @@ public final class Connection: EventHandler {
         outputSent = 0
         watchWritable(transport.needsWritableToRead)
         if state == .closing { finishClosing() }
+    }
+
+    /// Input a write left in the transport's buffer (TLS read-ahead during a handshake)
+    /// is read on the next loop turn: epoll will not report it.
+    private func scheduleRead() {
+        guard !isReadScheduled, state != .closed else { return }
+        isReadScheduled = true
+        EventLoop.current.schedule(afterMilliseconds: 0) { [weak self] in
+            guard let self else { return }
+            self.isReadScheduled = false
+            if self.state != .closed { self.worker.readable(self) }
+        }
     }
 
     private func watchWritable(_ on: Bool) {

@@ -18,9 +18,25 @@ public protocol Transport: AnyObject {
     /// True while the transport needs the socket to become writable before it can make
     /// progress with reading (a TLS handshake or renegotiation).
     var needsWritableToRead: Bool { get }
+    /// True while the last write cannot make progress until the peer sends something (a
+    /// TLS handshake in progress): the connection retries the write after its next read
+    /// instead of watching for writable.
+    var writeWaitsForReadable: Bool { get }
+    /// True when the transport holds input that epoll will not report (TLS records
+    /// already decrypted or read ahead): the worker reads again at once.
+    var hasBufferedInput: Bool { get }
+    /// Why the transport ended, when it knows better than "client closed" or an errno
+    /// (a failed TLS handshake, a handshake timeout, a missing close_notify).
+    var failureReason: String? { get }
     /// Ends the sending direction cleanly (TCP FIN, TLS close_notify).
     func shutdownOutput()
     func close()
+}
+
+extension Transport {
+    public var writeWaitsForReadable: Bool { false }
+    public var hasBufferedInput: Bool { false }
+    public var failureReason: String? { nil }
 }
 
 /// A plain TCP socket.

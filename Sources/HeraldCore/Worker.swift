@@ -115,28 +115,41 @@ public final class Worker: BeforeSleepHook {
 
     /// Reads what the connection has sent and handles each complete line.
     func readable(_ connection: Connection) {
-        let result = connection.transport.read(into: readBuffer)
-        switch result {
-        case .bytes(let count):
-            guard connection.acceptsLines else { return }
-            let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
-            if TelnetBreak.isBreak(chunk) {
-                sayGoodbye(connection, reason: "break-character")
+        repeat {
+            let result = connection.transport.read(into: readBuffer)
+            switch result {
+            case .bytes(let count):
+                guard connection.acceptsLines else { return }
+                let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
+                if TelnetBreak.isBreak(chunk) {
+                    sayGoodbye(connection, reason: "break-character")
+                    return
+                }
+                connection.framer.feed(chunk) { event in
+                    switch event {
+                    case .line(let line): handleLine(line, from: connection)
+                    case .tooLong: lineTooLong(connection)
+                    }
+                    return connection.acceptsLines
+                }
+            case .wouldBlock:
+                break
+            case .closed:
+                if connection.state == .lingering {
+                    release(connection)
+                } else {
+                    drop(connection, reason: connection.transport.failureReason ?? "client closed")
+                }
+                return
+            case .failed(let error):
+                drop(connection, reason: connection.transport.failureReason ?? SystemError("read", errno: error).description)
                 return
             }
-            connection.framer.feed(chunk) { event in
-                switch event {
-                case .line(let line): handleLine(line, from: connection)
-                case .tooLong: lineTooLong(connection)
-                }
-                return connection.acceptsLines
-            }
-        case .wouldBlock:
-            if connection.transport.needsWritableToRead { connection.flush() }
-        case .closed:
-            if connection.state == .lingering { release(connection) } else { drop(connection, reason: "client closed") }
-        case .failed(let error):
-            drop(connection, reason: SystemError("read", errno: error).description)
+        } while connection.state != .closed && connection.transport.hasBufferedInput
+        // A TLS handshake step may have unblocked a write, or wait for the socket to drain.
+        let transport = connection.transport
+        if connection.state != .closed && (transport.needsWritableToRead || transport.writeWaitsForReadable) {
+            connection.flush()
         }
     }
 

@@ -56,21 +56,21 @@ enum StartCommand {
     static func supervise(options: StartOptions, configuration: Configuration, workers: Int, runFiles: RunFiles,
                           backends: BackendPlan) -> Int32 {
         herald_ignore_sigpipe()
-        let listenFD: Int32
+        let listenFDs: [Int32]
         do {
             // Above the numbers workers receive them at, so each dup2 really moves them.
-            listenFD = herald_move_fd_above(try Sockets.listen(host: configuration.bind, port: configuration.port), 10)
+            listenFDs = try Listeners.bind(configuration).map { herald_move_fd_above($0, 10) }
         } catch {
-            log.error("cluster.bind.failed", ["bind": configuration.bind, "port": String(configuration.port), "error": error.description])
             log.flush()
-            printError("herald start: cannot listen on \(configuration.bind):\(configuration.port): \(error)")
+            printError("herald start: \(error)")
             return 1
         }
+        let listenFD = listenFDs[0]
         nonisolated(unsafe) var exitStatus: Int32 = 0  // written on the loop thread, read after run() returns on it
         do {
             try EventLoop.current.run {
                 var supervisorOptions = Supervisor.Options(
-                    listenFDs: [listenFD], workers: workers, executable: ProcessSpawner.currentExecutable(),
+                    listenFDs: listenFDs, workers: workers, executable: ProcessSpawner.currentExecutable(),
                     workerArguments: ["worker"] + options.workerArguments, workerEnvironment: [:],
                     drainTimeoutMilliseconds: configuration.pendingShutdownWaitLimit)
                 supervisorOptions.workerEnvironment["HERALD_WORKERS"] = String(workers)
@@ -79,7 +79,7 @@ enum StartCommand {
                 let supervisor = Supervisor(options: supervisorOptions)
                 supervisor.validateReload = {
                     do {
-                        _ = try options.loader.load()
+                        _ = try Listeners.tlsContext(try options.loader.load())  // a renewed certificate must load
                         return nil
                     } catch {
                         return "\(error)"
@@ -105,7 +105,8 @@ enum StartCommand {
                     EventLoop.current.stop()
                 }
                 log.info("cluster.listening", ["bind": configuration.bind, "port": String(Sockets.localPort(of: listenFD)),
-                                               "pidfile": runFiles.pidfile, "control": runFiles.controlSocket])
+                                               "tlsPort": listenFDs.count > 1 ? String(Sockets.localPort(of: listenFDs[1])) : "none",
+                                               "secure": String(configuration.secure), "pidfile": runFiles.pidfile, "control": runFiles.controlSocket])
             }
         } catch {
             log.error("cluster.start.failed", ["error": "\(error)"])

@@ -33,6 +33,12 @@ struct StartOptions {
             case "--env": options.loader.environmentName = try value()
             case "--pidfile": options.pidfile = absolute(try value())
             case "--daemon": options.daemon = true
+            case "--secure": options.loader.overrides.append(("secure", .bool(true)))
+            case "--cert": options.loader.overrides.append(("certFile", .string(absolute(try value()))))
+            case "--key": options.loader.overrides.append(("keyFile", .string(absolute(try value()))))
+            case "--ca": options.loader.overrides.append(("caFile", .string(absolute(try value()))))
+            case "--tls-port": options.loader.overrides.append(("tlsPort", ConfigurationLoader.value(fromText: try value())))
+            case "--tls-bind": options.loader.overrides.append(("tlsBind", .string(try value())))
             case "--set":
                 let setting = try value()
                 guard let equals = setting.firstIndex(of: "="), equals != setting.startIndex else {

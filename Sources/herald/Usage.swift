@@ -50,6 +50,12 @@ enum Usage {
                            (the redisUrl setting). No Redis configured: a private
                            redis-server is started when installed, else one worker runs
                            on in-process backends
+      --secure             the main port speaks TLS (needs --cert and --key)
+      --cert FILE          PEM certificate (chain) for TLS
+      --key FILE           PEM private key for TLS
+      --ca FILE            require client certificates signed by these PEM CAs
+      --tls-port N         an additional TLS listener beside the main port (0: none)
+      --tls-bind ADDRESS   address of the TLS listener (default: same as --bind)
       -h, --help           this text
 
     Settings: \(SettingsList.text)

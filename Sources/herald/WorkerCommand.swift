@@ -43,7 +43,7 @@ enum WorkerCommand {
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
                                     cache: cache, bus: bus, serverID: serverID)
                 let reporter = try controlFD.map { fd throws(SystemError) in try WorkerReporter(fd: fd, worker: worker) }
-                let sockets = listenFDs.map { ListeningSocket(fd: $0, transports: SocketTransportFactory()) }
+                let sockets = try Listeners.sockets(configuration, listenFDs: listenFDs)
                 try worker.start(listening: sockets, acceptOnePerWake: configuration.workers != 1) {
                     reporter?.stop()
                     stopCache()
