@@ -8,8 +8,6 @@ import HeraldProtocol
 @LoopActor
 public final class Supervisor {
     public struct Options: Sendable {
-        /// Listening sockets, in the order workers expect them.
-        public var listenFDs: [Int32]
         public var workers: Int
         /// The herald binary to start workers from (re-read from disk at each start, so
         /// a reload deploys an upgraded binary).
@@ -26,9 +24,8 @@ public final class Supervisor {
         public var crashLimit = 10
         public var crashWindowMilliseconds = 60_000
 
-        public init(listenFDs: [Int32], workers: Int, executable: String, workerArguments: [String],
+        public init(workers: Int, executable: String, workerArguments: [String],
                     workerEnvironment: [String: String?], drainTimeoutMilliseconds: Int) {
-            self.listenFDs = listenFDs
             self.workers = workers
             self.executable = executable
             self.workerArguments = workerArguments
@@ -38,6 +35,7 @@ public final class Supervisor {
     }
 
     private var options: Options
+    private let sockets: SlotSockets
     private let startedAt = Clock.wallMillis()
     /// The current worker of each slot.
     private var slots: [WorkerProcess?] = []
@@ -59,8 +57,9 @@ public final class Supervisor {
     /// Called with the pid of a worker that died without being told to stop.
     public var onWorkerCrashed: (@LoopActor (_ serverID: String) -> Void)?
 
-    public init(options: Options) {
+    public init(options: Options, sockets: SlotSockets) {
         self.options = options
+        self.sockets = sockets
     }
 
     /// Starts the workers; `onStopped` runs with the exit status once all have exited
@@ -110,6 +109,7 @@ public final class Supervisor {
             restartTimers.removeValue(forKey: index)?.cancel()
             reloadQueue.removeAll { $0 == index }
             if let worker = slots.removeLast() { drain(worker, reason: "scale down") }
+            sockets.release(slot: index)
         }
     }
 
@@ -148,6 +148,14 @@ public final class Supervisor {
     // MARK: Worker life cycle
 
     private func spawn(index: Int) -> WorkerProcess? {
+        let listenFDs: [Int32]
+        do {
+            listenFDs = try sockets.fds(for: index)
+        } catch {
+            log.error("worker.spawn.failed", ["index": String(index), "error": "\(error)"])
+            scheduleRestart(index: index)
+            return nil
+        }
         var pair: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             log.error("worker.spawn.failed", ["index": String(index), "error": SystemError("socketpair").description])
@@ -156,7 +164,7 @@ public final class Supervisor {
         }
         var descriptors: [(parent: Int32, child: Int32)] = [(pair[1], WorkerEnvironment.controlFDNumber)]
         var childListenFDs: [Int32] = []
-        for (offset, fd) in options.listenFDs.enumerated() {
+        for (offset, fd) in listenFDs.enumerated() {
             let target = WorkerEnvironment.firstListenFDNumber + Int32(offset)
             descriptors.append((fd, target))
             childListenFDs.append(target)

@@ -8,20 +8,16 @@ final class Listener: EventHandler {
     let fd: Int32
     let transports: any TransportFactory
     unowned let worker: Worker
-    /// Accept one connection per wake-up: with several workers on one shared socket,
-    /// the kernel then spreads connections evenly instead of the busiest waker taking all.
-    let acceptOnePerWake: Bool
     private var pausedUntilTimer: LoopTimer?
 
-    init(socket: ListeningSocket, worker: Worker, acceptOnePerWake: Bool) {
+    init(socket: ListeningSocket, worker: Worker) {
         self.fd = socket.fd
         self.transports = socket.transports
         self.worker = worker
-        self.acceptOnePerWake = acceptOnePerWake
     }
 
     func start() throws(SystemError) {
-        try EventLoop.current.register(fd: fd, events: IOEvents.readable | (acceptOnePerWake ? IOEvents.exclusive : 0), handler: self)
+        try EventLoop.current.register(fd: fd, events: IOEvents.readable, handler: self)
     }
 
     func stop() {
@@ -31,7 +27,9 @@ final class Listener: EventHandler {
 
     func handleEvents(_ events: UInt32) {
         var storage = sockaddr_storage()
-        for _ in 0..<(acceptOnePerWake ? 1 : 64) {
+        // Each worker has its own listening sockets (the kernel spreads connections over
+        // them), so a wake-up may take a batch.
+        for _ in 0..<64 {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let client = herald_accept(fd, &storage, &length)
             if client >= 0 {

@@ -52,13 +52,12 @@ public final class Worker: BeforeSleepHook {
 
     /// Starts serving on the given listening sockets. `onStopped` runs once every
     /// connection is gone after `stop()`.
-    public func start(listening sockets: [ListeningSocket], acceptOnePerWake: Bool,
-                      onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
+    public func start(listening sockets: [ListeningSocket], onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
         bus.start { [unowned self] room, _, line in self.deliver(room: room, line: line, except: nil) }
         for socket in sockets {
-            let listener = Listener(socket: socket, worker: self, acceptOnePerWake: acceptOnePerWake)
+            let listener = Listener(socket: socket, worker: self)
             try listener.start()
             listeners.append(listener)
         }

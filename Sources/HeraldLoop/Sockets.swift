@@ -5,7 +5,9 @@ import Glibc
 public enum Sockets {
     /// Creates a non-blocking listening TCP socket bound to `host:port`.
     /// `host` is an IPv4 or IPv6 literal or a name; "0.0.0.0" and "::" bind every address.
-    public static func listen(host: String, port: Int, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
+    /// With `reusePort`, several sockets share the port and the kernel spreads new
+    /// connections evenly over them (SO_REUSEPORT).
+    public static func listen(host: String, port: Int, backlog: Int32 = 1024, reusePort: Bool = false) throws(SystemError) -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -21,6 +23,7 @@ public enum Sockets {
         if fd < 0 { throw SystemError("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
         if info.ai_family == AF_INET6 {
             var zero: Int32 = 0
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))

@@ -62,7 +62,7 @@ struct BackendPlan {
 
     /// Builds the bus and cache on the loop. `stop` closes the cache's connection.
     @LoopActor
-    func make() -> (bus: any RoomBus, cache: any Cache, stop: @LoopActor () -> Void, name: String) {
+    func make(serverID: String) -> (bus: any RoomBus, cache: any Cache, stop: @LoopActor () -> Void, name: String) {
         guard let endpoint else {
             log.warn("server.backends", ["bus": "in-process", "cache": "in-process", "workers": "1",
                                          "reason": inProcessReason ?? ""])
@@ -70,7 +70,9 @@ struct BackendPlan {
         }
         let cache = RedisCache(endpoint: endpoint)
         cache.start()
-        let bus = RedisBus(endpoint: endpoint)
+        // The bus knows the worker by its server id, which the supervisor also knows, so
+        // that it can evict a crashed worker's members at once.
+        let bus = RedisBus(endpoint: endpoint, workerID: serverID)
         log.info("server.backends", ["bus": "redis", "cache": "redis", "redis": endpoint.description,
                                      "private": privateRedis == nil ? "no" : "yes", "prefix": endpoint.prefix,
                                      "workerId": bus.workerID])

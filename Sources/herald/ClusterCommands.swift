@@ -63,12 +63,15 @@ enum ClusterCommand {
             return 1
         }
         if command == "stop" && wait {
-            // Wait for the supervisor to exit (its workers drain first).
+            // Wait for the supervisor to exit (its workers drain first). It removes its
+            // pidfile on the way out; a process that has exited but is not yet reaped by
+            // its parent still answers kill(pid, 0), so the pidfile is what tells.
+            func stopped() -> Bool { kill(pid, 0) != 0 || runFiles.runningPID() != pid || isZombie(pid) }
             for _ in 0..<600 {
-                if kill(pid, 0) != 0 { break }
+                if stopped() { break }
                 usleep(100_000)
             }
-            if kill(pid, 0) == 0 {
+            if !stopped() {
                 printError("herald stop: the supervisor (pid \(pid)) is still running after 60 s")
                 return 1
             }
@@ -108,4 +111,15 @@ enum StatusTable {
             width == 0 ? column : column + String(repeating: " ", count: max(1, width - column.count))
         }.joined()
     }
+}
+
+/// Whether `pid` has exited and waits to be reaped (state Z in /proc/<pid>/stat).
+func isZombie(_ pid: pid_t) -> Bool {
+    let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0, let paren = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), paren + 2 < n else { return false }
+    return buffer[paren + 2] == UInt8(ascii: "Z")
 }

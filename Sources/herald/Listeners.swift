@@ -26,8 +26,11 @@ enum Listeners {
         }
     }
 
-    /// Checks the TLS settings, then binds every listener (supervisor).
-    static func bind(_ configuration: Configuration) throws(Failure) -> [Int32] {
+    /// Checks the TLS settings, then binds one set of listeners (the main port, then
+    /// the TLS port) for one worker slot. Every slot gets its own sockets on the same
+    /// ports (SO_REUSEPORT), so the kernel spreads connections evenly over the workers;
+    /// `ports` are the ports slot 0 got (nil for slot 0 itself, which may ask for port 0).
+    static func bind(_ configuration: Configuration, ports: [Int]? = nil) throws(Failure) -> [Int32] {
         let tls = try tlsContext(configuration)
         _ = tls
         let tlsBind = configuration.tlsBind.isEmpty ? configuration.bind : configuration.tlsBind
@@ -37,7 +40,7 @@ enum Listeners {
         var bound: [Int32] = []
         func listen(_ host: String, _ port: Int, tls: Bool) throws(Failure) {
             do {
-                bound.append(try Sockets.listen(host: host, port: port))
+                bound.append(try Sockets.listen(host: host, port: ports?[bound.count] ?? port, reusePort: true))
             } catch {
                 for fd in bound { close(fd) }
                 log.error("cluster.bind.failed", ["bind": host, "port": String(port), "tls": String(tls), "error": error.description])

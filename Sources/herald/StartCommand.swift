@@ -4,6 +4,7 @@ import HeraldCluster
 import HeraldCore
 import HeraldLoop
 import HeraldProtocol
+import HeraldRedis
 
 /// `herald start`: the supervisor. Binds the listening socket once, starts the workers
 /// and runs until stopped (SIGTERM/SIGINT or `herald stop`).
@@ -58,25 +59,29 @@ enum StartCommand {
         herald_ignore_sigpipe()
         let listenFDs: [Int32]
         do {
-            // Above the numbers workers receive them at, so each dup2 really moves them.
-            listenFDs = try Listeners.bind(configuration).map { herald_move_fd_above($0, 10) }
+            listenFDs = try Listeners.bind(configuration)
         } catch {
             log.flush()
             printError("herald start: \(error)")
             return 1
         }
-        let listenFD = listenFDs[0]
+        let ports = listenFDs.map(Sockets.localPort(of:))
         nonisolated(unsafe) var exitStatus: Int32 = 0  // written on the loop thread, read after run() returns on it
         do {
             try EventLoop.current.run {
                 var supervisorOptions = Supervisor.Options(
-                    listenFDs: listenFDs, workers: workers, executable: ProcessSpawner.currentExecutable(),
+                    workers: workers, executable: ProcessSpawner.currentExecutable(),
                     workerArguments: ["worker"] + options.workerArguments, workerEnvironment: [:],
                     drainTimeoutMilliseconds: configuration.pendingShutdownWaitLimit)
                 supervisorOptions.workerEnvironment["HERALD_WORKERS"] = String(workers)
                 // The private redis-server, when the supervisor started one.
                 if let url = backends.privateURL { supervisorOptions.workerEnvironment["HERALD_REDIS_URL"] = url }
-                let supervisor = Supervisor(options: supervisorOptions)
+                let sockets = SlotSockets(first: listenFDs) { _ in try Listeners.bind(configuration, ports: ports) }
+                let supervisor = Supervisor(options: supervisorOptions, sockets: sockets)
+                // A crashed worker's members leave their rooms at once, not when its
+                // heartbeat expires.
+                let evictor = backends.endpoint.map { RedisWorkerEvictor(endpoint: $0) }
+                if let evictor { supervisor.onWorkerCrashed = { evictor.evict(workerID: $0) } }
                 supervisor.validateReload = {
                     do {
                         _ = try Listeners.tlsContext(try options.loader.load())  // a renewed certificate must load
@@ -101,11 +106,12 @@ enum StartCommand {
                 }
                 supervisor.start { status in
                     exitStatus = status
+                    evictor?.stop()
                     control.close()
                     EventLoop.current.stop()
                 }
-                log.info("cluster.listening", ["bind": configuration.bind, "port": String(Sockets.localPort(of: listenFD)),
-                                               "tlsPort": listenFDs.count > 1 ? String(Sockets.localPort(of: listenFDs[1])) : "none",
+                log.info("cluster.listening", ["bind": configuration.bind, "port": String(ports[0]),
+                                               "tlsPort": ports.count > 1 ? String(ports[1]) : "none",
                                                "secure": String(configuration.secure), "pidfile": runFiles.pidfile, "control": runFiles.controlSocket])
             }
         } catch {

@@ -35,16 +35,18 @@ enum WorkerCommand {
     static func serve(_ configuration: Configuration, listenFDs: [Int32], controlFD: Int32?) -> Int32 {
         herald_ignore_sigpipe()
         Sockets.raiseOpenFileLimit()
-        let serverID = "\(ProcessEnvironment.hostname)-\(getpid())"
+        // Host, pid and a random part: unique across hosts, and a later process that gets
+        // the same pid is still another worker.
+        let serverID = "\(ProcessEnvironment.hostname)-\(getpid())-\(String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16))"
         var exitStatus: Int32 = 0
         do {
             try EventLoop.current.run {
-                let (bus, cache, stopCache, backendName) = BackendPlan.forWorker(configuration).make()
+                let (bus, cache, stopCache, backendName) = BackendPlan.forWorker(configuration).make(serverID: serverID)
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
                                     cache: cache, bus: bus, serverID: serverID)
                 let reporter = try controlFD.map { fd throws(SystemError) in try WorkerReporter(fd: fd, worker: worker) }
                 let sockets = try Listeners.sockets(configuration, listenFDs: listenFDs)
-                try worker.start(listening: sockets, acceptOnePerWake: configuration.workers != 1) {
+                try worker.start(listening: sockets) {
                     reporter?.stop()
                     stopCache()
                     EventLoop.current.stop()

@@ -136,6 +136,50 @@ struct ClusterTests {
         }
     }
 
+    @Test("a crashed worker's room members are gone from roomView at once, not after the heartbeat expiry")
+    func crashedWorkersMembersAreEvicted() throws {
+        try Self.withCluster(workers: 2) { server, _ in
+            _ = try Self.waitForStatus(server, timeout: 10, "two running workers") { Self.runningWorkerPIDs($0).count == 2 }
+            // One client on each worker, both in room "evict".
+            var byWorker: [String: (LineClient, String)] = [:]
+            var attempts = 0
+            while byWorker.count < 2 && attempts < 200 {
+                attempts += 1
+                let (client, id) = try server.connectWithId()
+                let worker = try Self.workerID(client, messageCount: 2)
+                if byWorker[worker] == nil { byWorker[worker] = (client, id) } else { client.close() }
+            }
+            #expect(byWorker.count == 2)
+            let entries = Array(byWorker)
+            let (victimServer, (victimClient, victimID)) = entries[0]
+            let (_, (watcher, watcherID)) = entries[1]
+            try victimClient.send("roomAdd evict")
+            _ = try victimClient.readLine()
+            try watcher.send("roomAdd evict")
+            _ = try watcher.readLine()
+            try watcher.send("roomView evict")
+            let before = try JSON.parse(try watcher.readLine())
+            #expect(before["data"]?["members"]?[victimID] != nil, "both are members first: \(before)")
+            let status = try Self.status(server)
+            guard let victimPID = (status["workers"]?.arrayValue ?? []).first(where: { $0["serverId"]?.stringValue == victimServer })?["pid"]?.intValue else {
+                throw HarnessError.mismatch("no pid for \(victimServer) in \(status)")
+            }
+            kill(pid_t(victimPID), SIGKILL)
+            let deadline = Deadline(3)
+            var listed = true
+            while listed && !deadline.passed {
+                usleep(100_000)
+                try watcher.send("roomView evict")
+                let view = try JSON.parse(try watcher.readLine())
+                guard view["data"]?["members"]?[watcherID] != nil else {
+                    throw HarnessError.mismatch("roomView does not list the watcher itself: \(view)")
+                }
+                listed = view["data"]?["members"]?[victimID] != nil
+            }
+            #expect(!listed, "the killed worker's member left roomView within 3 s")
+        }
+    }
+
     @Test("rolling reload under continuous load: no refused connect, no lost reply")
     func reloadUnderLoad() throws {
         try Self.withCluster(workers: 2) { server, _ in

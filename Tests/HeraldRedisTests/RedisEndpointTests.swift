@@ -76,8 +76,9 @@ import Testing
         #expect(configuration.redisPort == 7001)
         #expect(configuration.redisPrefix == "p:")
         #expect(Configuration.environmentName(for: "redisUrl") == "HERALD_REDIS_URL")
-        #expect(Configuration.keys.suffix(7) == ["redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword",
-                                                 "redisDatabase", "redisPrefix"])
+        for key in ["redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisDatabase", "redisPrefix"] {
+            #expect(Configuration.keys.contains(key), "\(key) is a setting")
+        }
     }
 
     @Test func descriptionHidesThePassword() throws {
