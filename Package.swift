@@ -7,6 +7,7 @@ let package = Package(
     name: "Herald",
     products: [
         .executable(name: "herald", targets: ["herald"]),
+        .library(name: "HeraldClient", targets: ["HeraldClient"]),
     ],
     targets: [
         // The only C in the project: what Swift cannot import (epoll's packed struct,
@@ -22,8 +23,13 @@ let package = Package(
         .target(name: "HeraldActions", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol"]),
         // The load tool behind `herald bench`.
         .target(name: "HeraldBench", dependencies: ["HeraldProtocol", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "CHeraldSystem"]),
+        // The client library: many requests in flight, replies matched by messageCount.
+        .target(name: "HeraldClient", dependencies: ["HeraldProtocol"]),
+        // `herald console`: an interactive (or piped) session over HeraldClient.
+        .target(name: "HeraldConsole", dependencies: ["HeraldClient", "HeraldProtocol"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldActions", "HeraldLoop", "HeraldProtocol", "HeraldBench", "HeraldConsole", "CHeraldSystem"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol"]),
+        .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol"]),
     ]
 )
