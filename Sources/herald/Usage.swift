@@ -9,6 +9,8 @@ enum Usage {
     Commands:
       start      run the server (see `herald start --help`)
       bench      the load tool: rr, fanout, idle (see `herald bench --help`)
+      console    talk to a server: interactive on a terminal, one reply per line from a pipe
+                 (see `herald console --help`)
       help       this text
       version    print the version
 

@@ -10,6 +10,7 @@ let status: Int32
 switch command {
 case "start": status = StartCommand.main(rest)
 case "bench": status = Bench.main(rest)
+case "console": status = ConsoleCommand.main(rest)
 case "help", "--help", "-h": print(Usage.main); status = 0
 case "version", "--version": print("herald \(Usage.version)"); status = 0
 default:
