@@ -182,6 +182,7 @@ final class ChildProcess: Sendable {
             wait(milliseconds: 5000)
         }
         if let fd = stdoutFD { close(fd) }
+        if getenv("HERALD_KEEP_TEST_LOGS") == nil { unlink(stderrPath) }
     }
 
     var stderrText: String {
