@@ -1,5 +1,4 @@
 import HeraldProtocol
-import Synchronization
 
 /// Where a client is in its life.
 enum Phase: Equatable, Sendable {
@@ -16,7 +15,7 @@ enum Phase: Equatable, Sendable {
     case closed
 }
 
-struct ClientState: ~Copyable {
+struct ClientState {
     var phase: Phase = .opening
     /// The phase a welcome moves `.opening` to: `.connected` on the first connect,
     /// `.restoring` on a reconnect.
@@ -114,7 +113,7 @@ final class Link: Sendable {
 
     let transport: any HeraldTransport
     /// Held while a line is counted and written, so lines go out in count order.
-    let io = Mutex(IO())
+    let io = Locked(IO())
 
     init(transport: any HeraldTransport) { self.transport = transport }
 

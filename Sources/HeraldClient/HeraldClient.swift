@@ -1,5 +1,4 @@
 import HeraldProtocol
-import Synchronization
 
 /// A client for Herald's (ActionHero's) socket protocol.
 ///
@@ -27,7 +26,7 @@ public final class HeraldClient: Sendable {
 
     let messageSink: AsyncStream<ChatMessage>.Continuation
     let eventSink: AsyncStream<HeraldEvent>.Continuation
-    let state: Mutex<ClientState>
+    let state: Locked<ClientState>
 
     init(host: String, port: Int, options: HeraldClientOptions) {
         self.host = host
@@ -35,7 +34,7 @@ public final class HeraldClient: Sendable {
         self.options = options
         (messages, messageSink) = AsyncStream.makeStream(of: ChatMessage.self, bufferingPolicy: .unbounded)
         (events, eventSink) = AsyncStream.makeStream(of: HeraldEvent.self, bufferingPolicy: .unbounded)
-        state = Mutex(ClientState())
+        state = Locked(ClientState())
     }
 
     /// Connects and waits for the welcome line. Throws `.connectFailed` when the

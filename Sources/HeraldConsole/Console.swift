@@ -2,7 +2,6 @@ import Dispatch
 import Glibc
 import HeraldClient
 import HeraldProtocol
-import Synchronization
 
 /// `herald console`: a session with a server, for people (a TTY) or for scripts (a pipe).
 public enum Console {
@@ -81,7 +80,6 @@ public enum Console {
             Output.error("herald console: --tls is not available in this build (the client's transport seam is ready; the TLS connector has not landed)")
             return 2
         }
-        let status = Mutex<Int32>(1)
         let done = DispatchSemaphore(value: 0)
         let interactive = isatty(0) == 1 && isatty(1) == 1
         let box = StatusBox()
@@ -91,7 +89,6 @@ public enum Console {
             done.signal()
         }
         done.wait()
-        _ = status
         return box.get()
     }
 
@@ -102,14 +99,14 @@ public enum Console {
 }
 
 final class StatusBox: Sendable {
-    private let value = Mutex<Int32>(1)
+    private let value = Locked<Int32>(1)
     func set(_ v: Int32) { value.withLock { $0 = v } }
     func get() -> Int32 { value.withLock { $0 } }
 }
 
 /// Whole-line writes to stdout and stderr (one `write` each, so lines never interleave).
 enum Output {
-    private static let lock = Mutex(())
+    private static let lock = Locked(())
 
     static func line(_ text: String) { emit(1, text + "\n") }
     static func error(_ text: String) { emit(2, text.hasSuffix("\n") ? text : text + "\n") }

@@ -1,7 +1,6 @@
 import Glibc
 import HeraldClient
 import HeraldProtocol
-import Synchronization
 
 /// The terminal in raw mode, and the line being edited. Everything printed while the
 /// user types goes through `printAbove`, which redraws the prompt and the line after it.
@@ -24,7 +23,7 @@ final class Screen: Sendable {
         case none
     }
 
-    private let editor = Mutex(Editor())
+    private let editor = Locked(Editor())
     private let saved: termios?
 
     init() {
@@ -211,7 +210,7 @@ enum Interactive {
             }
             keySink.finish()
         }
-        let ended = Mutex(false)
+        let ended = Locked(false)
         let watcher = Task {
             for await event in client.events {
                 switch event {

@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 
 /// A failure of the test harness, with what happened.
 struct HarnessFailure: Error, CustomStringConvertible {
@@ -59,10 +58,11 @@ func sleepMilliseconds(_ ms: Int) { usleep(useconds_t(ms * 1000)) }
 /// stderr to a file. Stopped by its pid.
 final class ChildProcess: Sendable {
     let pid: pid_t
-    let stdinFD: Int32?
-    let stdoutFD: Int32?
+    /// The pipe ends, each closed exactly once (a second close could hit a reused fd).
+    private let stdinFD: Locked<Int32?>
+    private let stdoutFD: Locked<Int32?>
     let stderrPath: String
-    private let status = Mutex<Int32?>(nil)
+    private let status = Locked<Int32?>(nil)
 
     init(_ arguments: [String], stdinPipe: Bool = false, stdoutPipe: Bool = false) throws {
         let path = heraldBinary()
@@ -109,13 +109,13 @@ final class ChildProcess: Sendable {
             throw HarnessFailure("posix_spawn \(path): \(rc)")
         }
         pid = child
-        stdinFD = stdinPipe ? inPipe[1] : nil
-        stdoutFD = stdoutPipe ? outPipe[0] : nil
+        stdinFD = Locked(stdinPipe ? inPipe[1] : nil)
+        stdoutFD = Locked(stdoutPipe ? outPipe[0] : nil)
     }
 
     /// Writes to the child's stdin.
     func write(_ text: String) {
-        guard let fd = stdinFD else { return }
+        guard let fd = stdinFD.withLock({ $0 }) else { return }
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
@@ -128,12 +128,16 @@ final class ChildProcess: Sendable {
 
     /// Closes the child's stdin (end of input).
     func closeStdin() {
-        if let fd = stdinFD { close(fd) }
+        if let fd = stdinFD.withLock({ fd in defer { fd = nil }; return fd }) { close(fd) }
+    }
+
+    private func closeStdout() {
+        if let fd = stdoutFD.withLock({ fd in defer { fd = nil }; return fd }) { close(fd) }
     }
 
     /// Reads the child's stdout to its end.
     func readAllStdout() -> String {
-        guard let fd = stdoutFD else { return "" }
+        guard let fd = stdoutFD.withLock({ $0 }) else { return "" }
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -141,7 +145,7 @@ final class ChildProcess: Sendable {
             if n <= 0 { break }
             out.append(contentsOf: buffer[0..<n])
         }
-        close(fd)
+        closeStdout()
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -181,7 +185,8 @@ final class ChildProcess: Sendable {
             signal(SIGKILL)
             wait(milliseconds: 5000)
         }
-        if let fd = stdoutFD { close(fd) }
+        closeStdin()
+        closeStdout()
         if getenv("HERALD_KEEP_TEST_LOGS") == nil { unlink(stderrPath) }
     }
 
@@ -228,4 +233,58 @@ final class HeraldServer: Sendable {
 
     /// Graceful stop (SIGTERM), SIGKILL if it hangs; reaped either way.
     func stop() { process.stop() }
+}
+
+final class ThreadBox: Sendable {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+/// Runs blocking harness work (waiting for a process, a port, a pipe) on its own
+/// thread, so it never holds one of the few cooperative-pool threads the client's
+/// timers and continuations need (this machine may have 2).
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let box = Unmanaged.passRetained(ThreadBox {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { argument in
+            Unmanaged<ThreadBox>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, box)
+        if rc != 0 {
+            Unmanaged<ThreadBox>.fromOpaque(box).release()
+            continuation.resume(throwing: HarnessFailure("pthread_create: \(rc)"))
+        } else {
+            pthread_detach(thread)
+        }
+    }
+}
+
+extension HeraldServer {
+    /// Starts a server off the cooperative pool.
+    static func start(port: Int? = nil, settings: [String] = []) async throws -> HeraldServer {
+        try await offPool { try HeraldServer(port: port, settings: settings) }
+    }
+
+    /// Stops (SIGTERM, SIGKILL if it hangs) and reaps, off the cooperative pool.
+    func stopAndWait() async {
+        _ = try? await offPool { self.stop() }
+    }
+}
+
+/// Runs `body` with a fresh server, and stops the server by its pid afterwards,
+/// also when `body` throws.
+func withServer<R: Sendable>(port: Int? = nil, settings: [String] = [],
+                             _ body: (HeraldServer) async throws -> R) async throws -> R {
+    let server = try await HeraldServer.start(port: port, settings: settings)
+    do {
+        let result = try await body(server)
+        await server.stopAndWait()
+        return result
+    } catch {
+        await server.stopAndWait()
+        throw error
+    }
 }
