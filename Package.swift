@@ -12,6 +12,7 @@ let package = Package(
     name: "Herald",
     products: [
         .executable(name: "herald", targets: ["herald"]),
+        .library(name: "HeraldClient", targets: ["HeraldClient"]),
     ],
     targets: [
         // The only C in the project: what Swift cannot import (epoll's packed struct,
@@ -38,11 +39,16 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // The Redis room bus and shared cache, on the worker's loop; the private redis-server.
         .target(name: "HeraldRedis", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHiredis", "CHeraldSystem"]),
+        // The client library: many requests in flight, replies matched by messageCount.
+        .target(name: "HeraldClient", dependencies: ["HeraldProtocol"]),
+        // `herald console`: an interactive (or piped) session over HeraldClient.
+        .target(name: "HeraldConsole", dependencies: ["HeraldClient", "HeraldProtocol"]),
         .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol",
-                                                         "HeraldBench", "HeraldRedis", "HeraldTLS", "CHeraldSystem"]),
+                                                         "HeraldBench", "HeraldRedis", "HeraldTLS", "HeraldConsole", "CHeraldSystem"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
         .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
+        .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol"]),
     ]
 )

@@ -13,6 +13,8 @@ enum Usage {
       status     the supervisor and each worker: pid, server id, uptime, connections, rooms
       scale N    run N workers
       bench      the load tool: rr, fanout, idle (see `herald bench --help`)
+      console    talk to a server: interactive on a terminal, one reply per line from a pipe
+                 (see `herald console --help`)
       help       this text
       version    print the version
 

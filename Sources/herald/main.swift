@@ -14,6 +14,7 @@ case "worker": status = WorkerCommand.main(rest)
 case "stop", "reload", "status", "scale": status = ClusterCommand.main(command, rest)
 case "bench": status = Bench.main(rest)
 case "__exec-child": status = PrivateRedis.execChild(rest)  // internal: a child that dies with herald
+case "console": status = ConsoleCommand.main(rest)
 case "help", "--help", "-h": print(Usage.main); status = 0
 case "version", "--version": print("herald \(Usage.version)"); status = 0
 default:
