@@ -93,7 +93,8 @@ struct ClientTests {
             let client = try await HeraldClient.connect(port: server.port)
             let order = Locked<[String]>([])
             async let slow: JSONObject = {
-                let r = try await client.action("sleepTest", params: ["sleepDuration": 300])
+                // Long enough that the fast request overtakes it even on a loaded machine.
+                let r = try await client.action("sleepTest", params: ["sleepDuration": 1500])
                 order.withLock { $0.append("sleep") }
                 return r
             }()
@@ -105,7 +106,7 @@ struct ClientTests {
             }()
             let (s, f) = try await (slow, fast)
             #expect(order.withLock { $0 } == ["random", "sleep"])
-            #expect(s["sleepDuration"] == .number(300))
+            #expect(s["sleepDuration"] == .number(1500))
             #expect(s["messageCount"] == .number(1))
             #expect(f["randomNumber"]?.numberValue != nil)
             #expect(f["messageCount"] == .number(2))
@@ -143,14 +144,15 @@ struct ClientTests {
             let client = try await HeraldClient.connect(port: server.port)
             let log = EventLog(client)
             do throws(HeraldClientError) {
-                _ = try await client.action("sleepTest", params: ["sleepDuration": 600], timeout: .milliseconds(150))
+                // Margins wide enough for a loaded machine: the reply comes 2.5 s late.
+                _ = try await client.action("sleepTest", params: ["sleepDuration": 3000], timeout: .milliseconds(500))
                 Issue.record("must time out")
             } catch .timedOut(let request, let count, _) {
                 #expect(request == "sleepTest")
                 #expect(count == 1)
             }
             #expect(await log.wait { if case .timeout(_, 1) = $0 { true } else { false } })
-            try await Task.sleep(for: .milliseconds(600))
+            try await Task.sleep(for: .milliseconds(3000))
             let reply = try await client.action("randomNumber")
             #expect(reply["messageCount"] == .number(2))
             await client.disconnect()

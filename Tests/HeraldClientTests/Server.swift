@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A failure of the test harness, with what happened.
@@ -100,7 +101,15 @@ final class ChildProcess: Sendable {
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, &attributes, argv, environ)
+        // Its own run directory (pidfile, control socket), so that servers of tests
+        // running in parallel do not take each other's pidfile.
+        var runDirectory = Array("/tmp/herald-client-run-XXXXXX".utf8CString)
+        let made = runDirectory.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        var environment = ProcessInfo.processInfo.environment.filter { $0.key != "HERALD_RUN_DIR" }
+        if let made { environment["HERALD_RUN_DIR"] = String(cString: made) }
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+        let rc = posix_spawn(&child, path, &actions, &attributes, argv, envp)
         if stdinPipe { close(inPipe[0]) }
         if stdoutPipe { close(outPipe[1]) }
         guard rc == 0 else {

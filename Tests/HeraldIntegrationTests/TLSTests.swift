@@ -238,7 +238,8 @@ struct TLSTests {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let port = try FreePort.pick()
-        let env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+        env["HERALD_RUN_DIR"] = dir.path  // its own pidfile, beside tests running in parallel
         let child = try ChildProcess(path: heraldBinaryPath(),
                                      arguments: ["start", "--port", String(port), "--bind", "127.0.0.1", "--secure",
                                                  "--cert", certs.serverCert, "--key", certs.serverKey],
