@@ -6,7 +6,7 @@ public struct Configuration: Sendable, Equatable {
     public var port = 5000
     public var bind = "0.0.0.0"
     /// Worker processes; 0 means one per core.
-    public var workers = 1
+    public var workers = 0
     public var welcomeMessage = ReplyWriter.defaultWelcome
     /// The room every new connection joins; "" for none.
     public var defaultRoom = "defaultRoom"

@@ -31,17 +31,6 @@ enum StartCommand {
             printError("herald start: cannot open the log: \(error)")
             return 2
         }
-        let workers = configuration.workers == 0 ? ProcessEnvironment.cores : configuration.workers
-        let backends: BackendPlan
-        do { backends = try BackendPlan.choose(configuration, mayStartPrivateRedis: true) } catch {
-            printError("herald start: \(error)")
-            return 2
-        }
-        defer { backends.finish() }
-        if backends.endpoint == nil && workers > 1 {
-            printError("herald start: \(workers) workers need a shared room bus and cache, and there is no Redis (\(backends.inProcessReason ?? "")); configure redisUrl or run with --workers 1")
-            return 2
-        }
         let runFiles = options.runFiles
         do {
             try runFiles.claim()
@@ -49,7 +38,27 @@ enum StartCommand {
             printError("herald start: \(error)")
             return 1
         }
+        // Released last, after the private redis-server has stopped: `herald stop` waits
+        // for the pidfile to go.
         defer { runFiles.release() }
+        var workers = configuration.workers == 0 ? ProcessEnvironment.cores : configuration.workers
+        let backends: BackendPlan
+        do { backends = try BackendPlan.choose(configuration, mayStartPrivateRedis: true) } catch {
+            printError("herald start: \(error)")
+            return 2
+        }
+        defer { backends.finish() }
+        if backends.endpoint == nil && workers > 1 {
+            // Rooms and the cache would split between workers: never run several on the
+            // in-process backends.
+            if configuration.workers != 0 {
+                printError("herald start: \(workers) workers need a shared room bus and cache, and there is no Redis (\(backends.inProcessReason ?? "")); configure redisUrl or run with --workers 1")
+                return 2
+            }
+            log.warn("cluster.workers.reduced", ["workers": "1", "cores": String(workers),
+                                                 "reason": backends.inProcessReason ?? "no Redis"])
+            workers = 1
+        }
         return supervise(options: options, configuration: configuration, workers: workers, runFiles: runFiles,
                          backends: backends)
     }
