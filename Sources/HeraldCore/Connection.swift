@@ -105,6 +105,8 @@ public final class Connection: EventHandler {
 
     func send(bytes: [UInt8]) { send { $0.append(contentsOf: bytes) } }
 
+    func send(raw bytes: UnsafeRawBufferPointer) { send { $0.append(contentsOf: bytes) } }
+
     var isReadScheduled = false
 
     /// Writes as much of the queue as the socket takes.

@@ -86,12 +86,17 @@ extension Worker {
         }
         var room = current
         var message = arguments
-        if let space = arguments.firstIndex(of: " ") {
-            let word = String(arguments[..<space])
-            let rest = arguments[arguments.index(after: space)...]
-            if !rest.isEmpty && connection.isMember(of: word) {
-                room = word
-                message = String(rest)
+        // Split on the first space by bytes (a Character search would run grapheme
+        // breaking over the whole message).
+        let utf8 = arguments.utf8
+        if let space = utf8.firstIndex(of: UInt8(ascii: " ")) {
+            let rest = utf8[utf8.index(after: space)...]
+            if !rest.isEmpty {
+                let word = String(Substring(utf8[..<space]))
+                if connection.isMember(of: word) {
+                    room = word
+                    message = String(Substring(rest))
+                }
             }
         }
         broadcast(room: room, message: message, from: connection)
@@ -111,8 +116,10 @@ extension Worker {
     /// Sends a chat line to this worker's members of `room`, except `sender`.
     func deliver(room: String, line: [UInt8], except sender: Connection?) {
         guard let members = localRooms[room] else { return }
-        for member in members.values where member !== sender && member.isOpen {
-            member.send(bytes: line)
+        line.withBytes { bytes in
+            for member in members.values where member !== sender && member.isOpen {
+                member.send(raw: bytes)
+            }
         }
     }
 

@@ -237,16 +237,19 @@ public final class RedisBus: RoomBus {
     }
 
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
         let idLength = workerIDBytes.count
         guard payload.count > idLength else { return }
         // Our own message: its members were served when it was said.
-        if workerIDBytes.withUnsafeBytes({ $0.elementsEqual(payload[0..<idLength]) }) { return }
+        let origin = UnsafeRawBufferPointer(rebasing: payload[0..<idLength])
+        if workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) }) { return }
         let room: String
-        if lastChannel.withUnsafeBytes({ $0.elementsEqual(channel) }) {
+        if lastChannel.withBytes({ $0.hasSameBytes(as: channel) }) {
             room = lastRoom
         } else {
             guard channel.count >= channelPrefix.count,
-                  channelPrefix.withUnsafeBytes({ $0.elementsEqual(channel[0..<channelPrefix.count]) }) else { return }
+                  channelPrefix.withBytes({ $0.hasSameBytes(as: UnsafeRawBufferPointer(rebasing: channel[0..<channelPrefix.count])) })
+            else { return }
             room = String(decoding: channel[channelPrefix.count...], as: UTF8.self)
             lastChannel = Array(channel)
             lastRoom = room
