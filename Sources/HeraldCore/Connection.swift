@@ -45,6 +45,8 @@ public final class Connection: EventHandler {
     var isQueuedForFlush = false
     var isWatchingWritable = false
     var lingerTimer: LoopTimer?
+    /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
+    var isOverflowing = false
 
     init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int) {
         self.worker = worker
@@ -88,9 +90,12 @@ public final class Connection: EventHandler {
     /// Appends to the output queue through `write` unless the queue is over the limit,
     /// in which case the connection is dropped (a client that does not read).
     func send(_ write: (inout [UInt8]) -> Void) {
-        guard state != .closed && state != .lingering else { return }
+        guard state != .closed && state != .lingering && !isOverflowing else { return }
         if pendingOutputBytes > worker.configuration.maxOutputBytes {
-            worker.drop(self, reason: "output queue over maxOutputBytes (\(worker.configuration.maxOutputBytes)); the client is not reading")
+            // Dropped at the end of this loop iteration, not here: `send` may be called
+            // while the worker walks a room's members, which the drop would change.
+            isOverflowing = true
+            worker.dropAfterThisIteration(self)
             return
         }
         // An idle connection holds no output buffer; a busy one borrows one from the

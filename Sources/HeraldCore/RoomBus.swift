@@ -33,8 +33,8 @@ public protocol RoomBus: AnyObject {
     /// and nothing is sent through the bus.
     var isLocalOnly: Bool { get }
     /// Where messages from other workers go: `line` is the complete chat line to send to
-    /// the worker's members of `room`, except the connection `senderID`.
-    func start(deliver: @escaping @LoopActor (_ room: String, _ senderID: String, _ line: [UInt8]) -> Void)
+    /// the worker's members of `room` (valid during the call only; not copied).
+    func start(deliver: @escaping @LoopActor (_ room: String, _ line: UnsafeRawBufferPointer) -> Void)
     /// Makes `member` visible in `room` on every worker before returning.
     func join(room: String, member: RoomMember) async throws
     func leave(room: String, memberID: String) async throws
@@ -56,7 +56,7 @@ public final class InProcessBus: RoomBus {
     public init() {}
 
     public var isLocalOnly: Bool { true }
-    public func start(deliver: @escaping @LoopActor (String, String, [UInt8]) -> Void) {}
+    public func start(deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void) {}
     public func join(room: String, member: RoomMember) async throws {}
     public func leave(room: String, memberID: String) async throws {}
     public func members(of room: String) async throws -> [RoomMember] { [] }

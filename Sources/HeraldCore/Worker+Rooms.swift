@@ -7,7 +7,13 @@ extension Worker {
     func join(_ connection: Connection, room: String, messageCount: Int?) {
         let joinedAt = Clock.wallMillis()
         connection.rooms.append((room, joinedAt))
-        localRooms[room, default: [:]][ObjectIdentifier(connection)] = connection
+        if let members = localRooms[room] {
+            members.insert(connection)
+        } else {
+            let members = RoomMembers()
+            members.insert(connection)
+            localRooms[room] = members
+        }
         if configuration.announceJoinLeave { broadcast(room: room, message: "I have entered the room", from: connection) }
         guard !bus.isLocalOnly else {
             if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
@@ -49,13 +55,14 @@ extension Worker {
     }
 
     private func removeLocalMember(_ connection: Connection, room: String) {
-        localRooms[room]?[ObjectIdentifier(connection)] = nil
-        if localRooms[room]?.isEmpty == true { localRooms[room] = nil }
+        guard let members = localRooms[room] else { return }
+        members.remove(connection)
+        if members.isEmpty { localRooms[room] = nil }
     }
 
     func viewRoom(_ room: String, for connection: Connection, messageCount: Int) {
         guard !bus.isLocalOnly else {
-            let members = (localRooms[room] ?? [:]).values.compactMap { member in
+            let members = (localRooms[room]?.connections ?? []).compactMap { member in
                 member.rooms.first { $0.name == room }.map { RoomMember(id: member.id.string, joinedAt: $0.joinedAt) }
             }
             return replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
@@ -115,11 +122,13 @@ extension Worker {
 
     /// Sends a chat line to this worker's members of `room`, except `sender`.
     func deliver(room: String, line: [UInt8], except sender: Connection?) {
+        line.withBytes { deliver(room: room, bytes: $0, except: sender) }
+    }
+
+    func deliver(room: String, bytes: UnsafeRawBufferPointer, except sender: Connection?) {
         guard let members = localRooms[room] else { return }
-        line.withBytes { bytes in
-            for member in members.values where member !== sender && member.isOpen {
-                member.send(raw: bytes)
-            }
+        members.forEach { member in
+            if member !== sender && member.isOpen { member.send(raw: bytes) }
         }
     }
 

@@ -19,7 +19,9 @@ public final class Worker: BeforeSleepHook {
     private var connections: [Connection?] = []  // by fd
     private(set) var connectionCount = 0
     /// Members of each room on this worker.
-    var localRooms: [String: [ObjectIdentifier: Connection]] = [:]
+    var localRooms: [String: RoomMembers] = [:]
+    /// Connections to drop at the end of this iteration (they stopped reading).
+    var overflowing: [Connection] = []
     /// Connections with output to write at the end of this loop iteration.
     var flushQueue: [Connection] = []
     /// The action found last, and finished calls kept for reuse.
@@ -55,7 +57,7 @@ public final class Worker: BeforeSleepHook {
     public func start(listening sockets: [ListeningSocket], onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
-        bus.start { [unowned self] room, _, line in self.deliver(room: room, line: line, except: nil) }
+        bus.start { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) }
         for socket in sockets {
             let listener = Listener(socket: socket, worker: self)
             try listener.start()
@@ -208,7 +210,19 @@ public final class Worker: BeforeSleepHook {
     // MARK: Output
 
     public func beforeSleep() {
+        if !overflowing.isEmpty {
+            let dropped = overflowing
+            overflowing.removeAll()
+            for connection in dropped {
+                drop(connection, reason: "output queue over maxOutputBytes (\(configuration.maxOutputBytes)); the client is not reading")
+            }
+        }
         flushAll()
+    }
+
+    /// Drops a client that does not read, once the current iteration's work is done.
+    func dropAfterThisIteration(_ connection: Connection) {
+        overflowing.append(connection)
     }
 
     private func flushAll() {

@@ -12,9 +12,11 @@ public actor LoopActor {
     }
 
     /// Runs `operation` as isolated to the loop; traps unless called on the loop thread.
+    /// (Checked by comparing threads: C callbacks — hiredis, OpenSSL — come through here
+    /// once per event, and the concurrency runtime's own check costs far more.)
     public static func assumeIsolated<T>(_ operation: @LoopActor () throws -> T) rethrows -> T {
         typealias Unisolated = () throws -> T
-        shared.preconditionIsolated("LoopActor.assumeIsolated called off the event loop thread")
+        precondition(EventLoop.current.isLoopThread, "LoopActor.assumeIsolated called off the event loop thread")
         return try withoutActuallyEscaping(operation) { isolated in
             try unsafeBitCast(isolated, to: Unisolated.self)()
         }

@@ -29,7 +29,7 @@ public final class RedisBus: RoomBus {
     private let roomsKey: [UInt8]
     private let channelPrefix: [UInt8]
 
-    private var deliver: (@LoopActor (String, String, [UInt8]) -> Void)?
+    private var deliver: (@LoopActor (String, UnsafeRawBufferPointer) -> Void)?
     /// This worker's members: room → member id → joinedAt.
     private var localMembers: [String: [String: Int]] = [:]
     private var connectionCount = 0
@@ -71,7 +71,7 @@ public final class RedisBus: RoomBus {
 
     public var isLocalOnly: Bool { false }
 
-    public func start(deliver: @escaping @LoopActor (String, String, [UInt8]) -> Void) {
+    public func start(deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void) {
         self.deliver = deliver
         commands.onReady = { [unowned self] in
             for script in scripts { script.load(on: commands) }
@@ -255,7 +255,7 @@ public final class RedisBus: RoomBus {
             lastRoom = room
         }
         guard localMembers[room] != nil else { return }
-        deliver?(room, "", Array(payload[idLength...]))
+        deliver?(room, UnsafeRawBufferPointer(rebasing: payload[idLength...]))
     }
 
     // MARK: Names
