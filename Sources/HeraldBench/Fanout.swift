@@ -265,8 +265,10 @@ final class FanoutRun {
             }
         } else {
             while let line = c.input.nextLine() {
-                guard line.contains("\"context\":\"user\""), let at = line.find("\"message\":\"") else { continue }
-                count(Payload.parse(UnsafeBufferPointer(rebasing: line[at...])), subscriber: s, now: now)
+                // A chat line starts with its message (PROTOCOL.md §5): checking the prefix
+                // is all the client needs; the payload's own format says whether it is ours.
+                guard line.hasPrefix("{\"message\":\"") else { continue }
+                count(Payload.parse(UnsafeBufferPointer(rebasing: line[12...])), subscriber: s, now: now)
             }
         }
     }
