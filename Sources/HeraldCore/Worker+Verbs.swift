@@ -79,7 +79,7 @@ extension Worker {
     }
 
     /// `key=value with spaces` → (key, "value with spaces"); `key value more` → (key, "value").
-    static func parseParamAdd(_ arguments: String) -> (String, String)? {
+    nonisolated static func parseParamAdd(_ arguments: String) -> (String, String)? {
         let words = arguments.split(separator: " ", omittingEmptySubsequences: false)
         guard let first = words.first else { return nil }
         if let equals = first.firstIndex(of: "=") {

@@ -1,0 +1,105 @@
+import HeraldProtocol
+import Testing
+@testable import HeraldCore
+
+@Suite("Actions and their registry")
+struct ActionTests {
+    // The example of docs/actions.md, compiled here so that the docs cannot drift.
+    static let greet = Action(
+        name: "greet",
+        description: "Greets someone by name",
+        version: 1,
+        inputs: [.required("name"), .optional("greeting", default: "Hello")],
+        outputExample: ["message": "Hello, Ada"]
+    ) { call in
+        let greeting = call.string("greeting") ?? "Hello"
+        guard let name = call.string("name"), name.count <= 100 else {
+            throw ActionError("name must be at most 100 characters")
+        }
+        call.response["message"] = .string("\(greeting), \(name)")
+    }
+
+    static let slowEcho = Action(
+        name: "slowEcho",
+        description: "Echoes `text` after `delay` milliseconds",
+        inputs: [.required("text"), .optional("delay", default: 100)]
+    ) { call in
+        let delay = Int(call.number("delay") ?? 100)
+        await call.sleep(milliseconds: min(max(delay, 0), 10_000))
+        call.response["text"] = .string(call.string("text") ?? "")
+    }
+
+    @Test func aBodyWithoutAwaitIsSynchronous() {
+        guard case .sync = Self.greet.body else { Issue.record("greet should be synchronous"); return }
+        guard case .async = Self.slowEcho.body else { Issue.record("slowEcho should be asynchronous"); return }
+    }
+
+    @Test func documentationShapeAndOrder() {
+        let registry = ActionRegistry([Self.greet, Self.slowEcho])
+        let text = registry.documentation.description
+        #expect(text.hasPrefix(#"{"greet":{"1":{"name":"greet","version":1,"description":"Greets someone by name","inputs":{"required":["name"],"optional":["greeting"]},"outputExample":{"message":"Hello, Ada"}}},"slowEcho":"#))
+    }
+
+    @Test func registeringANameAgainReplacesIt() {
+        var registry = ActionRegistry([Self.greet])
+        let replacement = Action(name: "greet", description: "v2", version: 2) { call in call.response["v"] = 2 }
+        registry.register(replacement)
+        #expect(registry.names == ["greet"])
+        #expect(registry["greet"]?.version == 2)
+        registry.remove("greet")
+        #expect(registry["greet"] == nil)
+    }
+
+    @Test func actionErrorsReadLikeActionHero() {
+        #expect(ActionError("key is bad").description == "Error: key is bad")
+    }
+}
+
+@Suite("Verb arguments")
+struct VerbArgumentTests {
+    @Test(arguments: [
+        ("key=value", "key", "value"),
+        ("k=a b=c", "k", "a b=c"),
+        ("k= spaced  out ", "k", " spaced  out "),
+        ("key value more", "key", "value"),
+        ("key", "key", ""),
+        ("k=", "k", ""),
+    ])
+    func paramAdd(arguments: String, key: String, value: String) {
+        let parsed = Worker.parseParamAdd(arguments)
+        #expect(parsed?.0 == key)
+        #expect(parsed?.1 == value)
+    }
+
+    @Test(arguments: ["", "=value", " value"])
+    func paramAddWithoutKey(arguments: String) {
+        #expect(Worker.parseParamAdd(arguments) == nil)
+    }
+
+    @Test func connectionIDsAreVersion4UUIDs() {
+        var random = FastRandom()
+        var seen = Set<String>()
+        for _ in 0..<1_000 {
+            let id = ConnectionID(using: &random).string
+            #expect(id.count == 36)
+            let parts = id.split(separator: "-")
+            #expect(parts.map(\.count) == [8, 4, 4, 4, 12])
+            #expect(parts[2].first == "4")
+            #expect("89ab".contains(parts[3].first!))
+            #expect(id == id.lowercased())
+            seen.insert(id)
+        }
+        #expect(seen.count == 1_000)
+    }
+
+    @Test func bufferPoolLendsAndTakesBack() {
+        var pool = BufferPool()
+        var buffer = pool.take()
+        #expect(buffer.isEmpty && buffer.capacity >= 1_024)
+        buffer.append(contentsOf: [1, 2, 3])
+        pool.give(&buffer)
+        #expect(buffer.capacity == 0, "the connection keeps nothing")
+        let again = pool.take()
+        #expect(again.isEmpty && again.capacity >= 1_024)
+    }
+}
