@@ -1,5 +1,6 @@
 import CHeraldSystem
 import Glibc
+import HeraldLoop
 
 /// A private `redis-server` child on a unix socket, for a Herald started without any
 /// Redis configured. It saves nothing to disk (`--save '' --appendonly no`) and dies
@@ -74,13 +75,8 @@ public struct PrivateRedis: Sendable {
 
     static func accepts(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0, var address = Sockets.unixAddress(path) else { return false }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-        }
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
@@ -89,28 +85,16 @@ public struct PrivateRedis: Sendable {
     }
 
     static func spawn(executable: String, arguments: [String]) throws(PrivateRedisError) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Default signal handling and an empty mask in the child, whatever the parent blocks.
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, &attributes, &argv, environ)
-        guard status == 0 else { throw .failed("posix_spawn \(executable): errno \(status)") }
-        return pid
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard devNull >= 0 else { throw .failed("cannot open /dev/null") }
+        defer { close(devNull) }
+        do {
+            return try ProcessSpawner.spawn(path: executable, arguments: arguments,
+                                            environment: ProcessSpawner.environment(with: [:]),
+                                            descriptors: [(devNull, 0), (devNull, 1)])
+        } catch {
+            throw .failed(error.description)
+        }
     }
 
     /// `herald __exec-child <parent pid> <program> [arguments…]`: the child side. Sets the

@@ -1,4 +1,5 @@
 import Glibc
+import HeraldClient
 import HeraldProtocol
 import Testing
 

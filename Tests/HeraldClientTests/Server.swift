@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import HeraldClient
 
 /// A failure of the test harness, with what happened.
 struct HarnessFailure: Error, CustomStringConvertible {
