@@ -87,6 +87,11 @@ enum StartCommand {
                 if let url = backends.privateURL { supervisorOptions.workerEnvironment["HERALD_REDIS_URL"] = url }
                 let sockets = SlotSockets(first: listenFDs) { _ in try Listeners.bind(configuration, ports: ports) }
                 let supervisor = Supervisor(options: supervisorOptions, sockets: sockets)
+                supervisor.statusFields = JSONObject([
+                    ("redis", .string(backends.endpoint.map { "\($0)" + (backends.privateRedis == nil ? "" : " (private)") }
+                                      ?? "none: in-process rooms and cache")),
+                    ("ports", .string(ports.map(String.init).joined(separator: ","))),
+                ])
                 // A crashed worker's members leave their rooms at once, not when its
                 // heartbeat expires.
                 let evictor = backends.endpoint.map { RedisWorkerEvictor(endpoint: $0) }
