@@ -4,7 +4,7 @@
 # install the Swift 6 toolchain from swift.org first (see README.md).
 set -euo pipefail
 
-packages=(libhiredis-dev libssl-dev openssl redis-server redis-tools)
+packages=(libhiredis-dev libssl-dev openssl redis-server redis-tools haproxy)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -17,9 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The package starts a system-wide redis-server on 6379; Herald starts its own.
+  # The packages start system-wide redis-server and haproxy services where systemd
+  # runs; Herald and its tests start their own.
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+    $sudo systemctl disable --now redis-server haproxy >/dev/null 2>&1 || true
   fi
 fi
 
