@@ -22,7 +22,6 @@ public enum IOEvents {
     public static let error = HERALD_EPOLLERR
     public static let hangUp = HERALD_EPOLLHUP
     public static let readHangUp = HERALD_EPOLLRDHUP
-    public static let exclusive = HERALD_EPOLLEXCLUSIVE
 }
 
 /// One thread's epoll loop: file descriptors, timers, and the Swift concurrency jobs
