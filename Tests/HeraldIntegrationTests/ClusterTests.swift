@@ -349,6 +349,29 @@ struct ClusterTests {
         }
     }
 
+    @Test("a worker that crashes over and over: backoff, then the supervisor stops with cluster.crashloop")
+    func crashLoopStopsTheCluster() throws {
+        let redis = try RedisServer()
+        var options = HeraldOptions()
+        options.workers = 1
+        options.configFile = #"{"maxLineBytes": 65536}"#
+        options.extraArguments = ["--redis", redis.url]
+        let server = try HeraldProcess.start(options)
+        defer { server.stop(); server.removeDirectory() }
+        let pid = try Self.waitForStatus(server, timeout: 10, "one worker") { Self.runningWorkerPIDs($0).count == 1 }
+        // Break the configuration the workers read, then kill the worker: every
+        // replacement now exits at start.
+        try #"{"maxLineBytes": "#.write(to: server.directory.appendingPathComponent("herald.json"), atomically: true, encoding: .utf8)
+        kill(pid_t(Self.runningWorkerPIDs(pid)[0]), SIGKILL)
+        // 10 crashes: restarts after 0, 0.2, 0.4, 0.8, 1.6, 3.2, then 5 s each: about 21 s.
+        let status = server.waitForExit(timeout: 40)
+        #expect(status == .exited(1), "the supervisor gave up with exit status 1")
+        let log = server.stderrText()
+        #expect(log.contains("event=worker.restart.backoff"))
+        #expect(log.contains("event=cluster.crashloop"))
+        #expect(access(Self.pidfile(server), F_OK) != 0, "pidfile removed")
+    }
+
     @Test("a second supervisor with the same pidfile refuses to start")
     func pidfileIsExclusive() throws {
         try Self.withCluster(workers: 1) { server, _ in
