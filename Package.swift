@@ -39,8 +39,9 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // The Redis room bus and shared cache, on the worker's loop; the private redis-server.
         .target(name: "HeraldRedis", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHiredis", "CHeraldSystem"]),
-        // The client library: many requests in flight, replies matched by messageCount.
-        .target(name: "HeraldClient", dependencies: ["HeraldProtocol"]),
+        // The client library: many requests in flight, replies matched by messageCount;
+        // TCP or TLS (OpenSSL).
+        .target(name: "HeraldClient", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         // `herald console`: an interactive (or piped) session over HeraldClient.
         .target(name: "HeraldConsole", dependencies: ["HeraldClient", "HeraldProtocol"]),
         .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol",

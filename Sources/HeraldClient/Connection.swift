@@ -182,7 +182,7 @@ extension HeraldClient {
         do {
             transport = try options.connector.open(host, port, options.connectTimeout)
         } catch {
-            openFailed(.connectFailed(error.description))
+            openFailed(error.tls.map { .tls($0) } ?? .connectFailed(error.description))
             return
         }
         let link = Link(transport: transport)
@@ -238,12 +238,14 @@ extension HeraldClient {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
         defer { buffer.deallocate() }
         var reason: String?
+        var tlsFailure: HeraldTLSError?
         while true {
             let n: Int
             do {
                 n = try link.transport.read(into: buffer)
             } catch {
                 reason = error.description
+                tlsFailure = error.tls
                 break
             }
             if n == 0 { break }
@@ -264,7 +266,7 @@ extension HeraldClient {
                 break
             }
         }
-        linkEnded(link, reason: reason)
+        linkEnded(link, reason: reason, tls: tlsFailure)
     }
 
     private func handleLine(_ bytes: UnsafeRawBufferPointer, link: Link) {
@@ -317,7 +319,9 @@ extension HeraldClient {
         }
     }
 
-    private func linkEnded(_ link: Link, reason: String?) {
+    /// `tls`: the server refused the TLS session (e.g. this client's certificate) before
+    /// its first byte; a connect waiting for the welcome throws it as `.tls`.
+    private func linkEnded(_ link: Link, reason: String?, tls: HeraldTLSError? = nil) {
         link.close()
         struct Outcome {
             var pending: [Pending] = []
@@ -368,7 +372,8 @@ extension HeraldClient {
             entry.timer?.cancel()
             entry.continuation.resume(throwing: HeraldClientError.connectionClosed(reason: outcome.why))
         }
-        outcome.welcomeWaiter?.resume(throwing: HeraldClientError.connectFailed("no welcome (\(outcome.why))"))
+        outcome.welcomeWaiter?.resume(throwing: tls.map { HeraldClientError.tls($0) }
+                                                ?? HeraldClientError.connectFailed("no welcome (\(outcome.why))"))
         if outcome.welcomed {
             eventSink.yield(.end(reason: outcome.why, willReconnect: !outcome.final))
         }

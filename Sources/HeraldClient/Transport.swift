@@ -3,7 +3,13 @@ import Glibc
 /// A failure of the byte stream under a client.
 public struct HeraldTransportError: Error, Sendable, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Set when the failure is the TLS handshake's (the client throws it as `.tls`).
+    public let tls: HeraldTLSError?
+
+    public init(_ description: String, tls: HeraldTLSError? = nil) {
+        self.description = description
+        self.tls = tls
+    }
 
     /// `what: strerror(errno)`.
     public static func system(_ what: String, _ code: Int32 = errno) -> HeraldTransportError {
@@ -11,7 +17,7 @@ public struct HeraldTransportError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The byte stream a client talks over: TCP here; TLS plugs in through the same seam.
+/// The byte stream a client talks over: TCP (`TCPTransport`) or TLS (`TLSTransport`).
 ///
 /// Threads: the client's reader thread calls `read`; writes are serialized by the
 /// client but come from any thread, concurrently with `read`; `shutdown` may be
@@ -41,7 +47,7 @@ public struct HeraldConnector: Sendable {
         self.open = open
     }
 
-    /// Plain TCP.
+    /// Plain TCP. (`.tls(…)`, in TLS.swift, is TLS.)
     public static let tcp = HeraldConnector(name: "tcp") { host, port, timeout throws(HeraldTransportError) in
         try TCPTransport.connect(host: host, port: port, timeout: timeout)
     }

@@ -2,7 +2,7 @@ import HeraldProtocol
 
 /// How a `HeraldClient` connects and behaves.
 public struct HeraldClientOptions: Sendable {
-    /// Opens the byte stream: `.tcp` (the default), or a TLS connector.
+    /// Opens the byte stream: `.tcp` (the default), or `.tls(TLSClientOptions)`.
     public var connector: HeraldConnector
     /// Bound on opening the connection and receiving the welcome line.
     public var connectTimeout: Duration
@@ -161,6 +161,9 @@ public enum HeraldEvent: Sendable {
 public enum HeraldClientError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The connection could not be opened (refused, unresolvable, no welcome in time).
     case connectFailed(String)
+    /// The TLS handshake failed: the server's certificate was rejected, the handshake
+    /// failed or timed out, or the TLS options cannot be used.
+    case tls(HeraldTLSError)
     /// The action's reply has an `"error"`; `reply` is the whole reply line.
     case actionFailed(message: String, reply: JSONObject)
     /// A verb was refused: `status` is the server's reason (e.g. "connection already in this room").
@@ -189,6 +192,7 @@ public enum HeraldClientError: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String {
         switch self {
         case .connectFailed(let why): return "cannot connect: \(why)"
+        case .tls(let error): return "cannot connect: \(error)"
         case .actionFailed(let message, _): return message
         case .refused(let status, _): return "refused: \(status)"
         case .timedOut(let request, let n, let after): return "no reply to '\(request)' (messageCount \(n)) within \(after)"
