@@ -6,7 +6,8 @@ import HeraldProtocol
 /// `herald console`: a session with a server, for people (a TTY) or for scripts (a pipe).
 public enum Console {
     public static let usage = """
-    Usage: herald console [--host H] [--port P] [--tls] [--timeout SECONDS] [--window N]
+    Usage: herald console [--host H] [--port P] [--tls [--ca FILE | --insecure]]
+                          [--timeout SECONDS] [--window N]
 
     Talks to a Herald (ActionHero socket) server. On a terminal: a prompt with line
     editing and history, pretty-printed colored replies, chat messages as they arrive,
@@ -18,7 +19,12 @@ public enum Console {
     Options:
       --host H           server host (default 127.0.0.1)
       --port P           server port (default 5000)
-      --tls              connect with TLS (not available in this build yet)
+      --tls              connect with TLS, verifying the server's certificate against
+                         the system trust store and the host name
+      --ca FILE          with --tls: trust only the CA certificates in FILE (PEM),
+                         e.g. a self-signed server certificate (implies --tls)
+      --insecure         with --tls: do not verify the server's certificate at all;
+                         for development only (implies --tls)
       --timeout SECONDS  how long to wait for each reply (default 30)
       --window N         pipe mode: requests in flight at once (default 1)
       -h, --help         this text
@@ -28,6 +34,16 @@ public enum Console {
         var host = "127.0.0.1"
         var port = 5000
         var tls = false
+        var caFile: String?
+        var insecure = false
+
+        /// The connector the options ask for.
+        var connector: HeraldConnector {
+            guard tls else { return .tcp }
+            if insecure { return .tls(.insecure) }
+            if let caFile { return .tls(.caFile(caFile)) }
+            return .tls()
+        }
         var timeout: Duration = .seconds(30)
         var window = 1
     }
@@ -53,6 +69,13 @@ public enum Console {
                 return 0
             case "--tls":
                 settings.tls = true
+            case "--ca":
+                guard let v = inline ?? value(argument), !v.isEmpty else { return usageError("--ca needs a file") }
+                settings.caFile = v
+                settings.tls = true
+            case "--insecure":
+                settings.insecure = true
+                settings.tls = true
             case "--host":
                 guard let v = inline ?? value(argument) else { return usageError("--host needs a value") }
                 settings.host = v
@@ -76,9 +99,8 @@ public enum Console {
             }
             index += 1
         }
-        if settings.tls {
-            Output.error("herald console: --tls is not available in this build (the client's transport seam is ready; the TLS connector has not landed)")
-            return 2
+        if settings.insecure && settings.caFile != nil {
+            return usageError("--ca and --insecure exclude each other")
         }
         let done = DispatchSemaphore(value: 0)
         let interactive = isatty(0) == 1 && isatty(1) == 1
@@ -178,7 +200,8 @@ func isQuit(_ line: String) -> Bool {
 
 func connect(_ settings: Console.Settings, reconnect: ReconnectPolicy?) async -> HeraldClient? {
     do {
-        let options = HeraldClientOptions(connectTimeout: .seconds(5), requestTimeout: settings.timeout, reconnect: reconnect)
+        let options = HeraldClientOptions(connector: settings.connector, connectTimeout: .seconds(5),
+                                          requestTimeout: settings.timeout, reconnect: reconnect)
         return try await HeraldClient.connect(host: settings.host, port: settings.port, options: options)
     } catch {
         Output.error("herald console: cannot connect to \(settings.host):\(settings.port): \(error)")
