@@ -66,9 +66,10 @@ final class ChildProcess: Sendable {
     let stderrPath: String
     private let status = Locked<Int32?>(nil)
 
-    init(_ arguments: [String], stdinPipe: Bool = false, stdoutPipe: Bool = false) throws {
-        let path = heraldBinary()
-        guard access(path, X_OK) == 0 else { throw HarnessFailure("no herald binary at \(path) (set HERALD_BINARY)") }
+    /// Runs `executable` (default: the herald binary) with `arguments`.
+    init(_ arguments: [String], executable: String? = nil, stdinPipe: Bool = false, stdoutPipe: Bool = false) throws {
+        let path = executable ?? heraldBinary()
+        guard access(path, X_OK) == 0 else { throw HarnessFailure("no executable at \(path) (set HERALD_BINARY)") }
         stderrPath = "/tmp/herald-client-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -219,16 +220,18 @@ final class HeraldServer: Sendable {
     let port: Int
     let process: ChildProcess
 
-    /// Starts the server and waits until its port accepts.
-    init(port: Int? = nil, settings: [String] = []) throws {
+    /// Starts the server and waits until its port (and `alsoWaitFor`) accept.
+    /// `arguments` go to `herald start` as they are (e.g. `--tls-port N --cert F --key F`).
+    init(port: Int? = nil, settings: [String] = [], arguments extra: [String] = [], alsoWaitFor: [Int] = []) throws {
         let port = try port ?? freePort()
         var arguments = ["start", "--port", String(port), "--bind", "127.0.0.1"]
         for setting in settings { arguments += ["--set", setting] }
+        arguments += extra
         let process = try ChildProcess(arguments)
         self.port = port
         self.process = process
         var waited = 0
-        while !portAccepts(port) {
+        while !([port] + alsoWaitFor).allSatisfy(portAccepts) {
             if process.wait(milliseconds: 0) != nil {
                 throw HarnessFailure("herald exited at start: \(process.stderrText)")
             }
@@ -274,8 +277,9 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 
 extension HeraldServer {
     /// Starts a server off the cooperative pool.
-    static func start(port: Int? = nil, settings: [String] = []) async throws -> HeraldServer {
-        try await offPool { try HeraldServer(port: port, settings: settings) }
+    static func start(port: Int? = nil, settings: [String] = [], arguments: [String] = [],
+                      alsoWaitFor: [Int] = []) async throws -> HeraldServer {
+        try await offPool { try HeraldServer(port: port, settings: settings, arguments: arguments, alsoWaitFor: alsoWaitFor) }
     }
 
     /// Stops (SIGTERM, SIGKILL if it hangs) and reaps, off the cooperative pool.
@@ -286,9 +290,9 @@ extension HeraldServer {
 
 /// Runs `body` with a fresh server, and stops the server by its pid afterwards,
 /// also when `body` throws.
-func withServer<R: Sendable>(port: Int? = nil, settings: [String] = [],
+func withServer<R: Sendable>(port: Int? = nil, settings: [String] = [], arguments: [String] = [], alsoWaitFor: [Int] = [],
                              _ body: (HeraldServer) async throws -> R) async throws -> R {
-    let server = try await HeraldServer.start(port: port, settings: settings)
+    let server = try await HeraldServer.start(port: port, settings: settings, arguments: arguments, alsoWaitFor: alsoWaitFor)
     do {
         let result = try await body(server)
         await server.stopAndWait()
