@@ -72,7 +72,8 @@ public enum HeraldTLSError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The handshake failed otherwise: not a TLS port, no common version or cipher,
     /// the server refused this client's certificate, the connection closed during it.
     case handshakeFailed(String)
-    /// The TCP connect and the handshake together took longer than the connect timeout.
+    /// The handshake did not finish within the connect timeout (counted from the start
+    /// of the TCP connect; a TCP connect that times out is `.connectFailed`).
     case timedOut(after: Duration)
 
     public var description: String {
@@ -126,11 +127,6 @@ public final class TLSTransport: HeraldTransport, @unchecked Sendable {
     }
 
     deinit { close() }
-
-    /// The negotiated protocol version, e.g. "TLSv1.3".
-    public var protocolVersion: String {
-        state.withLock { s in s.closed ? "" : String(cString: SSL_get_version(ssl)) }
-    }
 
     /// Connects to `host:port` and completes the handshake, both within `timeout`.
     public static func connect(host: String, port: Int, timeout: Duration,
