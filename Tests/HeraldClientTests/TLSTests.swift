@@ -42,6 +42,8 @@ struct TestCertificates: Sendable {
             ["x509", "-req", "-in", d + "/client.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca-key.pem", "-CAcreateserial",
              "-days", "2", "-out", d + "/client-cert.pem"],
         ]
+        certificateDirectory.withLock { $0 = d }
+        atexit { removeCertificateDirectory() }
         for step in steps {
             let process = try ChildProcess(step, executable: openssl)
             let code = process.exitCode(waitingMilliseconds: 30_000)
@@ -51,6 +53,19 @@ struct TestCertificates: Sendable {
         }
         return TestCertificates(directory: d)
     }
+}
+
+/// The directory of the test certificates, removed when the test process exits.
+private let certificateDirectory = Locked<String?>(nil)
+
+private func removeCertificateDirectory() {
+    guard let directory = certificateDirectory.withLock({ $0 }), let dir = opendir(directory) else { return }
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { unlink(directory + "/" + name) }
+    }
+    closedir(dir)
+    rmdir(directory)
 }
 
 /// A server with a plain port and a TLS port (the test CA's server certificate), stopped
