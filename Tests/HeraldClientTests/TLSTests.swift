@@ -202,7 +202,10 @@ struct TLSTests {
         let start = ContinuousClock.now
         let error = await connectError(port: port, HeraldClientOptions(connector: .tls(.insecure), connectTimeout: .milliseconds(500)))
         #expect(error == .tls(.timedOut(after: .milliseconds(500))))
-        #expect(ContinuousClock.now - start < .seconds(3))
+        // The timeout itself is the error above; the bound only proves there is no hang.
+        // (In the full suite, blocking tests share the 2 cores and the cooperative pool,
+        // and resuming this test has been seen to take 20 s.)
+        #expect(ContinuousClock.now - start < .seconds(45))
     }
 
     @Test("client certificates: accepted with one, refused without")
