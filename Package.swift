@@ -13,6 +13,8 @@ let package = Package(
     products: [
         .executable(name: "herald", targets: ["herald"]),
         .library(name: "HeraldClient", targets: ["HeraldClient"]),
+        // For your own server binary with your own actions (docs/actions.md).
+        .library(name: "HeraldServer", targets: ["HeraldServer", "HeraldCore", "HeraldActions", "HeraldProtocol", "HeraldLoop"]),
     ],
     targets: [
         // The only C in the project: what Swift cannot import (epoll's packed struct,
@@ -44,8 +46,11 @@ let package = Package(
         .target(name: "HeraldClient", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         // `herald console`: an interactive (or piped) session over HeraldClient.
         .target(name: "HeraldConsole", dependencies: ["HeraldClient", "HeraldProtocol"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldCore", "HeraldCluster", "HeraldActions", "HeraldLoop", "HeraldProtocol",
-                                                         "HeraldBench", "HeraldRedis", "HeraldTLS", "HeraldConsole", "CHeraldSystem"]),
+        // The command line (start, stop, reload, status, scale, bench, console), as a library
+        // so that a server binary of your own serves your actions with the same CLI.
+        .target(name: "HeraldServer", dependencies: ["HeraldCore", "HeraldCluster", "HeraldLoop", "HeraldProtocol",
+                                                     "HeraldBench", "HeraldRedis", "HeraldTLS", "HeraldConsole", "CHeraldSystem"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldServer", "HeraldActions"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore", "HeraldProtocol", "HeraldLoop"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),

@@ -1,6 +1,5 @@
 import CHeraldSystem
 import Glibc
-import HeraldActions
 import HeraldCluster
 import HeraldCore
 import HeraldLoop
@@ -8,7 +7,7 @@ import HeraldLoop
 /// `herald worker`: a worker process started by the supervisor, serving on the
 /// listening sockets it inherited, with the same options as `herald start`.
 enum WorkerCommand {
-    static func main(_ arguments: [String]) -> Int32 {
+    static func main(_ arguments: [String], actions: [Action]) -> Int32 {
         guard let environment = WorkerEnvironment.fromProcess(ProcessEnvironment.all) else {
             printError("herald worker: this command is started by `herald start`, not by hand")
             return 2
@@ -27,12 +26,12 @@ enum WorkerCommand {
             printError("herald worker: \(error)")
             return 2
         }
-        return serve(configuration, listenFDs: environment.listenFDs, controlFD: environment.controlFD)
+        return serve(configuration, actions: actions, listenFDs: environment.listenFDs, controlFD: environment.controlFD)
     }
 
     /// Serves until stopped: on the given listening sockets, reporting to the
     /// supervisor through `controlFD` when there is one.
-    static func serve(_ configuration: Configuration, listenFDs: [Int32], controlFD: Int32?) -> Int32 {
+    static func serve(_ configuration: Configuration, actions: [Action], listenFDs: [Int32], controlFD: Int32?) -> Int32 {
         herald_ignore_sigpipe()
         Sockets.raiseOpenFileLimit()
         // Host, pid and a random part: unique across hosts, and a later process that gets
@@ -42,7 +41,7 @@ enum WorkerCommand {
         do {
             try EventLoop.current.run {
                 let (bus, cache, stopCache, backendName) = BackendPlan.forWorker(configuration).make(serverID: serverID)
-                let worker = Worker(configuration: configuration, actions: ActionRegistry(BuiltinActions.all),
+                let worker = Worker(configuration: configuration, actions: ActionRegistry(actions),
                                     cache: cache, bus: bus, serverID: serverID)
                 let reporter = try controlFD.map { fd throws(SystemError) in try WorkerReporter(fd: fd, worker: worker) }
                 let sockets = try Listeners.sockets(configuration, listenFDs: listenFDs)
