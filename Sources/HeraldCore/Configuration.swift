@@ -15,6 +15,9 @@ public struct Configuration: Sendable, Equatable {
     public var simultaneousActions = 5
     public var maxStickyParams = 1_000
     public var maxStickyParamBytes = 8_388_608
+    /// Rooms one connection may be in at once, and the longest room name.
+    public var maxRoomsPerConnection = 100
+    public var maxRoomNameBytes = 256
     public var maxOutputBytes = 1_048_576
     public var maxConnections = 100_000
     public var pendingShutdownWaitLimit = 5_000
@@ -65,6 +68,7 @@ public struct Configuration: Sendable, Equatable {
     public static let keys: [String] = [
         "port", "bind", "workers", "welcomeMessage", "defaultRoom", "announceJoinLeave",
         "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes",
+        "maxRoomsPerConnection", "maxRoomNameBytes",
         "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisDatabase", "redisPrefix",
@@ -107,6 +111,8 @@ public struct Configuration: Sendable, Equatable {
         case "simultaneousActions": simultaneousActions = try int(min: 1)
         case "maxStickyParams": maxStickyParams = try int(min: 1)
         case "maxStickyParamBytes": maxStickyParamBytes = try int(min: 1)
+        case "maxRoomsPerConnection": maxRoomsPerConnection = try int(min: 1)
+        case "maxRoomNameBytes": maxRoomNameBytes = try int(min: 1)
         case "maxOutputBytes": maxOutputBytes = try int(min: 1_024)
         case "maxConnections": maxConnections = try int(min: 1)
         case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0)
@@ -154,6 +160,8 @@ public struct Configuration: Sendable, Equatable {
             ("simultaneousActions", .number(Double(simultaneousActions))),
             ("maxStickyParams", .number(Double(maxStickyParams))),
             ("maxStickyParamBytes", .number(Double(maxStickyParamBytes))),
+            ("maxRoomsPerConnection", .number(Double(maxRoomsPerConnection))),
+            ("maxRoomNameBytes", .number(Double(maxRoomNameBytes))),
             ("maxOutputBytes", .number(Double(maxOutputBytes))), ("maxConnections", .number(Double(maxConnections))),
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),

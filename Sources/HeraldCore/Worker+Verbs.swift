@@ -44,6 +44,7 @@ extension Worker {
         case .roomAdd, .listenToRoom:
             guard !firstWord.isEmpty else { return reply("a room is required", .bool(false)) }
             guard !connection.isMember(of: firstWord) else { return reply("connection already in this room", .bool(false)) }
+            if let refusal = roomLimitRefusal(firstWord, for: connection) { return reply(refusal, .bool(false)) }
             join(connection, room: firstWord, messageCount: messageCount)
 
         case .roomLeave, .silenceRoom:
@@ -53,6 +54,9 @@ extension Worker {
 
         case .roomChange:
             guard !firstWord.isEmpty else { return reply("a room is required", .bool(false)) }
+            if !connection.isMember(of: firstWord), firstWord.utf8.count > configuration.maxRoomNameBytes {
+                return reply("room names are at most \(configuration.maxRoomNameBytes) bytes", .bool(false))
+            }
             for room in connection.rooms.map(\.name) where room != firstWord { leave(connection, room: room, messageCount: nil) }
             if connection.isMember(of: firstWord) { return ok(.bool(true)) }
             join(connection, room: firstWord, messageCount: messageCount)
@@ -76,6 +80,17 @@ extension Worker {
             sendFile(arguments.isEmpty ? connection.params["file"]?.stringValue ?? "" : arguments,
                      to: connection, messageCount: messageCount)
         }
+    }
+
+    /// Why joining `room` is refused by the room limits, or nil.
+    func roomLimitRefusal(_ room: String, for connection: Connection) -> String? {
+        if room.utf8.count > configuration.maxRoomNameBytes {
+            return "room names are at most \(configuration.maxRoomNameBytes) bytes"
+        }
+        if connection.rooms.count >= configuration.maxRoomsPerConnection {
+            return "too many rooms (\(configuration.maxRoomsPerConnection) max)"
+        }
+        return nil
     }
 
     /// `key=value with spaces` → (key, "value with spaces"); `key value more` → (key, "value").
