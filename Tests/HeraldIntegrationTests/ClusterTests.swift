@@ -12,11 +12,16 @@ struct ClusterTests {
     static func withCluster(workers: Int, configFile: String? = nil,
                             _ body: (HeraldProcess, RedisServer) throws -> Void) throws {
         let redis = try RedisServer()
+        try withHerald(options(workers: workers, configFile: configFile, redis: redis)) { server in try body(server, redis) }
+    }
+
+    /// A cluster's options: `workers` workers on `redis`.
+    static func options(workers: Int, configFile: String? = nil, redis: RedisServer) -> HeraldOptions {
         var options = HeraldOptions()
         options.workers = workers
         options.configFile = configFile
         options.extraArguments = ["--redis", redis.url]
-        try withHerald(options) { server in try body(server, redis) }
+        return options
     }
 
     static func pidfile(_ server: HeraldProcess) -> String { server.directory.appendingPathComponent("herald.pid").path }
@@ -299,10 +304,7 @@ struct ClusterTests {
     @Test("herald stop: clients get the goodbye, every process exits, the pidfile is removed")
     func stopLeavesNothing() throws {
         let redis = try RedisServer()
-        var options = HeraldOptions()
-        options.workers = 2
-        options.extraArguments = ["--redis", redis.url]
-        let server = try HeraldProcess.start(options)
+        let server = try HeraldProcess.start(Self.options(workers: 2, redis: redis))
         defer { server.stop(); server.removeDirectory() }
         let status = try Self.waitForStatus(server, timeout: 10, "two workers") { Self.runningWorkerPIDs($0).count == 2 }
         let pids = Self.runningWorkerPIDs(status).map { pid_t($0) } + [server.process.pid]
@@ -319,10 +321,7 @@ struct ClusterTests {
     @Test("a killed supervisor leaves no worker behind")
     func noOrphans() throws {
         let redis = try RedisServer()
-        var options = HeraldOptions()
-        options.workers = 2
-        options.extraArguments = ["--redis", redis.url]
-        let server = try HeraldProcess.start(options)
+        let server = try HeraldProcess.start(Self.options(workers: 2, redis: redis))
         defer { server.stop(); server.removeDirectory() }
         let pids = Self.runningWorkerPIDs(try Self.waitForStatus(server, timeout: 10, "two workers") {
             Self.runningWorkerPIDs($0).count == 2
@@ -352,11 +351,7 @@ struct ClusterTests {
     @Test("a worker that crashes over and over: backoff, then the supervisor stops with cluster.crashloop")
     func crashLoopStopsTheCluster() throws {
         let redis = try RedisServer()
-        var options = HeraldOptions()
-        options.workers = 1
-        options.configFile = #"{"maxLineBytes": 65536}"#
-        options.extraArguments = ["--redis", redis.url]
-        let server = try HeraldProcess.start(options)
+        let server = try HeraldProcess.start(Self.options(workers: 1, configFile: #"{"maxLineBytes": 65536}"#, redis: redis))
         defer { server.stop(); server.removeDirectory() }
         let pid = try Self.waitForStatus(server, timeout: 10, "one worker") { Self.runningWorkerPIDs($0).count == 1 }
         // Break the configuration the workers read, then kill the worker: every
