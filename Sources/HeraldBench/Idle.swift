@@ -10,6 +10,7 @@ enum Idle {
         OptionSpec(name: "connections", defaultValue: "10000", help: "idle connections to open"),
         OptionSpec(name: "pid", defaultValue: "", help: "server pid(s) whose VmRSS is summed, comma separated (required)"),
         OptionSpec(name: "hold", defaultValue: "5", help: "seconds to let the RSS settle before the second reading"),
+        OptionSpec(name: "tls", defaultValue: nil, help: "open TLS sessions (herald's secure or tlsPort listener; not verified)"),
         OptionSpec(name: "json", defaultValue: nil, help: "print one JSON object instead of the text line"),
     ]
 
@@ -26,7 +27,9 @@ enum Idle {
         try Limits.require(sockets: count)
 
         let before = try rssKiB(pids.map { $0! })
-        let connections = try Connector.open(count, to: endpoint, readWelcome: target == "herald", inputCapacity: 256)
+        let tls = options.flag("tls")
+        let connections = try Connector.open(count, to: endpoint, readWelcome: target == "herald" && !tls, inputCapacity: 256)
+        if tls { try BenchTLS.start(connections, endpoint: endpoint, readWelcome: target == "herald") }
         defer { for c in connections { c.close() } }
         let settleStart = Clock.nanos()
         // Sleep in short steps; the connections are idle, nothing to read.
@@ -36,6 +39,7 @@ enum Idle {
 
         var r = Report(mode: "idle")
         r.add("target", target)
+        r.add("tls", tls ? "yes" : "no")
         r.add("connections", count)
         r.add("rss_before", before)
         r.add("rss_after", after)
