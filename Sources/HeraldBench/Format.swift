@@ -1,3 +1,4 @@
+import HeraldProtocol
 /// Number and JSON formatting for the result lines, without Foundation.
 enum Format {
     /// `value` with exactly `decimals` digits after the point.
@@ -24,25 +25,11 @@ enum Format {
         return fixed(ms, 0)
     }
 
+    /// A JSON string literal (the protocol module's encoder).
     static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        var bytes: [UInt8] = []
+        JSONWriter.writeString(s, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
