@@ -108,8 +108,6 @@ public final class Connection: EventHandler {
         }
     }
 
-    func send(bytes: [UInt8]) { send { $0.append(contentsOf: bytes) } }
-
     func send(raw bytes: UnsafeRawBufferPointer) { send { $0.append(contentsOf: bytes) } }
 
     var isReadScheduled = false

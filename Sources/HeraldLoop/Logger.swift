@@ -62,11 +62,6 @@ public final class Logger: Sendable {
         }
     }
 
-    /// Adds a field written on every later line (for example `worker=3`).
-    public func setFields(_ fields: [(String, String)]) {
-        state.withLock { $0.fields = fields }
-    }
-
     @inline(__always)
     public func isEnabled(_ level: LogLevel) -> Bool { state.withLock { level >= $0.level } }
 
