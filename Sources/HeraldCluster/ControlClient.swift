@@ -1,3 +1,4 @@
+import CHeraldSystem
 import Glibc
 import HeraldLoop
 import HeraldProtocol
@@ -8,8 +9,11 @@ public enum ControlClient {
         public let description: String
     }
 
-    /// Sends one command and returns the supervisor's JSON reply.
-    public static func send(_ command: String, to path: String, timeoutSeconds: Int = 30) throws(Failure) -> JSON {
+    /// Sends one command and returns the supervisor's JSON reply. The listener must be a
+    /// process of this user (and `expectedPID`, the pidfile's, when given): a socket
+    /// someone else put there gets no command.
+    public static func send(_ command: String, to path: String, expectedPID: pid_t? = nil,
+                            timeoutSeconds: Int = 30) throws(Failure) -> JSON {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "cannot create a socket: \(SystemErrorText.current)") }
         defer { close(fd) }
@@ -21,6 +25,16 @@ public enum ControlClient {
         }
         guard connected == 0 else {
             throw Failure(description: "cannot reach the supervisor at \(path): \(SystemErrorText.current)")
+        }
+        var peer = (pid: Int32(0), uid: UInt32(0))
+        guard herald_peer_credentials(fd, &peer.pid, &peer.uid) == 0 else {
+            throw Failure(description: "cannot check who listens on \(path): \(SystemErrorText.current)")
+        }
+        guard peer.uid == geteuid() else {
+            throw Failure(description: "refusing the control socket \(path): the process listening on it (pid \(peer.pid)) runs as uid \(peer.uid), not as you (uid \(geteuid())). Remove the socket if no herald of yours runs with it.")
+        }
+        if let expectedPID, peer.pid != expectedPID {
+            throw Failure(description: "refusing the control socket \(path): it is served by pid \(peer.pid), not by the supervisor in the pidfile (pid \(expectedPID)). Remove the stale files if no herald of yours runs with them.")
         }
         let line = Array((command + "\n").utf8)
         _ = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -14,7 +14,15 @@ public final class ControlServer: EventHandler {
     public init(path: String, handle: @escaping @LoopActor ([Substring]) -> JSON) throws(SystemError) {
         self.path = path
         self.handle = handle
-        unlink(path)
+        // Only a leftover socket of this user's is removed (RunFiles.check has refused
+        // anything else already; this closes the gap since).
+        var info = stat()
+        if lstat(path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == geteuid() else {
+                throw SystemError("control socket \(path) is not this user's socket; remove it", errno: EEXIST)
+            }
+            unlink(path)
+        }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw SystemError("socket(AF_UNIX)") }
         guard var address = Sockets.unixAddress(path) else {

@@ -1,4 +1,5 @@
 import Glibc
+import HeraldCore
 import HeraldLoop
 import HeraldProtocol
 
@@ -102,7 +103,7 @@ public final class Supervisor {
         log.info("cluster.scale", ["workers": String(count)])
         while slots.count < count { slots.append(nil) }
         for index in 0..<count where slots[index] == nil && restartTimers[index] == nil {
-            slots[index] = spawn(index: index)
+            spawnOrRetry(index: index)
         }
         while slots.count > count {
             let index = slots.count - 1
@@ -147,21 +148,43 @@ public final class Supervisor {
 
     // MARK: Worker life cycle
 
-    private func spawn(index: Int) -> WorkerProcess? {
+    /// Starts the worker of an empty slot; when it cannot be started, the failure
+    /// counts as a crash (so retries back off and the crash-loop guard applies) and the
+    /// slot is retried.
+    private func spawnOrRetry(index: Int) {
+        do {
+            let worker = try spawn(index: index)
+            slots[index] = worker
+        } catch {
+            log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
+            slots[index] = nil
+            noteCrash()
+            scheduleRestart(index: index)
+        }
+    }
+
+    private func spawn(index: Int) throws(SpawnFailure) -> WorkerProcess {
         let listenFDs: [Int32]
         do {
             listenFDs = try sockets.fds(for: index)
         } catch {
-            log.error("worker.spawn.failed", ["index": String(index), "error": "\(error)"])
-            scheduleRestart(index: index)
-            return nil
+            throw SpawnFailure(description: "\(error)")
         }
         var pair: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            log.error("worker.spawn.failed", ["index": String(index), "error": SystemError("socketpair").description])
-            scheduleRestart(index: index)
-            return nil
+            throw SpawnFailure(description: SystemError("socketpair").description)
         }
+        // The worker's options, secrets included, go through a descriptor; its argv
+        // shows them redacted (ArgumentChannel).
+        let argumentsFD: Int32
+        do {
+            // What the worker's command (`worker`) is given: the arguments after it.
+            argumentsFD = try ArgumentChannel.makeDescriptor(Array(options.workerArguments.dropFirst()))
+        } catch {
+            close(pair[0]); close(pair[1])
+            throw SpawnFailure(description: error.description)
+        }
+        defer { close(argumentsFD) }
         var descriptors: [(parent: Int32, child: Int32)] = [(pair[1], WorkerEnvironment.controlFDNumber)]
         var childListenFDs: [Int32] = []
         for (offset, fd) in listenFDs.enumerated() {
@@ -169,19 +192,21 @@ public final class Supervisor {
             descriptors.append((fd, target))
             childListenFDs.append(target)
         }
+        let argumentsTarget = WorkerEnvironment.firstListenFDNumber + Int32(listenFDs.count)
+        descriptors.append((argumentsFD, argumentsTarget))
         let environment = WorkerEnvironment(index: index, listenFDs: childListenFDs,
                                             controlFD: WorkerEnvironment.controlFDNumber, supervisorPID: getpid())
         var variables = options.workerEnvironment
         for (name, value) in environment.variables { variables[name] = value }
+        variables[ArgumentChannel.variable] = String(argumentsTarget)
         let pid: pid_t
         do {
-            pid = try ProcessSpawner.spawn(path: options.executable, arguments: [options.executable] + options.workerArguments,
+            pid = try ProcessSpawner.spawn(path: options.executable,
+                                           arguments: [options.executable] + Secrets.redact(arguments: options.workerArguments),
                                            environment: ProcessSpawner.environment(with: variables), descriptors: descriptors)
         } catch {
             close(pair[0]); close(pair[1])
-            log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
-            scheduleRestart(index: index)
-            return nil
+            throw SpawnFailure(description: error.description)
         }
         close(pair[1])
         let worker: WorkerProcess
@@ -189,9 +214,8 @@ public final class Supervisor {
             worker = try WorkerProcess(index: index, pid: pid, controlFD: pair[0], supervisor: self)
         } catch {
             close(pair[0])
-            kill(pid, SIGKILL)
-            log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
-            return nil
+            kill(pid, SIGKILL)  // reaped by reapChildren, which does not know it
+            throw SpawnFailure(description: error.description)
         }
         processes[pid] = worker
         log.info("worker.started", ["index": String(index), "pid": String(pid)])
@@ -228,10 +252,19 @@ public final class Supervisor {
         while let index = reloadQueue.first {
             reloadQueue.removeFirst()
             guard index < slots.count, slots[index] != nil else { continue }
-            replacement = spawn(index: index)
-            if replacement != nil { return }
+            do {
+                replacement = try spawn(index: index)
+                return
+            } catch {
+                // The new binary cannot be started: keep the old workers, as when a new
+                // worker exits before it is ready.
+                log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
+                reloadQueue.removeAll()
+                log.error("cluster.reload.failed", ["index": String(index), "reason": "cannot start a new worker: \(error)"])
+                return
+            }
         }
-        if replacement == nil { log.info("cluster.reload.done", [:]) }
+        log.info("cluster.reload.done", [:])
     }
 
     private func drain(_ worker: WorkerProcess, reason: String) {
@@ -298,7 +331,7 @@ public final class Supervisor {
     }
 
     /// Restarts a slot: at once after an isolated crash, then backing off (up to 5 s)
-    /// while crashes keep coming.
+    /// while crashes (or failures to start a worker) keep coming.
     private func scheduleRestart(index: Int) {
         guard !stopping, restartTimers[index] == nil else { return }
         let recent = max(0, crashTimes.count - 1)
@@ -308,7 +341,7 @@ public final class Supervisor {
             guard let self else { return }
             self.restartTimers[index] = nil
             guard !self.stopping, index < self.slots.count, self.slots[index] == nil else { return }
-            self.slots[index] = self.spawn(index: index)
+            self.spawnOrRetry(index: index)
             if let worker = self.slots[index] {
                 log.info("worker.replaced", ["index": String(index), "pid": String(worker.pid)])
             }
@@ -322,4 +355,8 @@ public final class Supervisor {
         log.info("cluster.stopped", ["status": String(exitStatus)])
         onStopped(exitStatus)
     }
+}
+
+struct SpawnFailure: Error, CustomStringConvertible {
+    let description: String
 }

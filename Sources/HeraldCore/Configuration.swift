@@ -35,6 +35,9 @@ public struct Configuration: Sendable, Equatable {
     public var redisPort = 6379
     public var redisSocket = ""
     public var redisPassword = ""
+    /// A file holding the Redis password (read at start and at each reload), so that the
+    /// password is on no command line; "" for none.
+    public var redisPasswordFile = ""
     public var redisDatabase = 0
     /// Prefix of every Redis key and channel, so that two clusters can share one Redis.
     public var redisPrefix = "herald:"
@@ -71,33 +74,43 @@ public struct Configuration: Sendable, Equatable {
         "maxRoomsPerConnection", "maxRoomNameBytes",
         "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
-        "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisDatabase", "redisPrefix",
+        "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisPasswordFile",
+        "redisDatabase", "redisPrefix",
         "secure", "certFile", "keyFile", "caFile", "tlsPort", "tlsBind", "tlsHandshakeTimeout",
         "tlsCiphers", "tlsMinVersion",
     ]
 
     /// Sets one key from a JSON value (numbers and booleans may also come as strings).
     public mutating func set(_ key: String, _ value: JSON, source: String) throws(ConfigurationError) {
-        func int(min: Int, max: Int = Int.max) throws(ConfigurationError) -> Int {
-            guard let number = value.numberValue, number.rounded() == number,
-                  number >= Double(min), number <= Double(max) else {
-                throw ConfigurationError("\(source): \(key) must be a whole number from \(min) to \(max), not \(Self.describe(value))")
+        // A secret is never echoed in an error.
+        let shown = Secrets.keys.contains(key) ? "***" : Self.describe(value)
+        func int(min: Int, max: Int = Configuration.defaultMaximum) throws(ConfigurationError) -> Int {
+            // Int(exactly:) is nil for NaN, infinities, fractions and anything out of
+            // Int's range: no input can trap here.
+            guard let number = value.numberValue, let whole = Int(exactly: number), whole >= min, whole <= max else {
+                throw ConfigurationError("\(source): \(key) must be a whole number from \(min) to \(max), not \(shown)")
             }
-            return Int(number)
+            return whole
         }
         func string() throws(ConfigurationError) -> String {
+            let text: String
             switch value {
-            case .string(let text): return text
-            case .number: return Self.describe(value)
-            default: throw ConfigurationError("\(source): \(key) must be a string, not \(Self.describe(value))")
+            case .string(let string): text = string
+            case .number: text = Self.describe(value)
+            default: throw ConfigurationError("\(source): \(key) must be a string, not \(shown)")
             }
+            // C functions (paths, addresses, AUTH) would stop at a NUL byte.
+            guard !text.utf8.contains(0) else {
+                throw ConfigurationError("\(source): \(key) must not contain a NUL byte")
+            }
+            return text
         }
         func bool() throws(ConfigurationError) -> Bool {
             switch value {
             case .bool(let flag): return flag
             case .string("true"), .string("1"), .string("yes"): return true
             case .string("false"), .string("0"), .string("no"): return false
-            default: throw ConfigurationError("\(source): \(key) must be true or false, not \(Self.describe(value))")
+            default: throw ConfigurationError("\(source): \(key) must be true or false, not \(shown)")
             }
         }
         switch key {
@@ -107,16 +120,16 @@ public struct Configuration: Sendable, Equatable {
         case "welcomeMessage": welcomeMessage = try string()
         case "defaultRoom": defaultRoom = try string()
         case "announceJoinLeave": announceJoinLeave = try bool()
-        case "maxLineBytes": maxLineBytes = try int(min: 1)
-        case "simultaneousActions": simultaneousActions = try int(min: 1)
-        case "maxStickyParams": maxStickyParams = try int(min: 1)
-        case "maxStickyParamBytes": maxStickyParamBytes = try int(min: 1)
-        case "maxRoomsPerConnection": maxRoomsPerConnection = try int(min: 1)
-        case "maxRoomNameBytes": maxRoomNameBytes = try int(min: 1)
-        case "maxOutputBytes": maxOutputBytes = try int(min: 1_024)
-        case "maxConnections": maxConnections = try int(min: 1)
-        case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0)
-        case "keepAliveInterval": keepAliveInterval = try int(min: 0)
+        case "maxLineBytes": maxLineBytes = try int(min: 1, max: 1_073_741_824)
+        case "simultaneousActions": simultaneousActions = try int(min: 1, max: 10_000)
+        case "maxStickyParams": maxStickyParams = try int(min: 1, max: 1_000_000)
+        case "maxStickyParamBytes": maxStickyParamBytes = try int(min: 1, max: 1_073_741_824)
+        case "maxRoomsPerConnection": maxRoomsPerConnection = try int(min: 1, max: 100_000)
+        case "maxRoomNameBytes": maxRoomNameBytes = try int(min: 1, max: 65_536)
+        case "maxOutputBytes": maxOutputBytes = try int(min: 1_024, max: 1_073_741_824)
+        case "maxConnections": maxConnections = try int(min: 1, max: 10_000_000)
+        case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0, max: 3_600_000)
+        case "keepAliveInterval": keepAliveInterval = try int(min: 0, max: 86_400_000)
         case "publicDir": publicDir = try string()
         case "logLevel":
             let name = try string()
@@ -130,7 +143,8 @@ public struct Configuration: Sendable, Equatable {
         case "redisPort": redisPort = try int(min: 1, max: 65_535)
         case "redisSocket": redisSocket = try string()
         case "redisPassword": redisPassword = try string()
-        case "redisDatabase": redisDatabase = try int(min: 0)
+        case "redisPasswordFile": redisPasswordFile = try string()
+        case "redisDatabase": redisDatabase = try int(min: 0, max: 2_147_483_647)
         case "redisPrefix": redisPrefix = try string()
         case "secure": secure = try bool()
         case "certFile": certFile = try string()
@@ -138,7 +152,7 @@ public struct Configuration: Sendable, Equatable {
         case "caFile": caFile = try string()
         case "tlsPort": tlsPort = try int(min: 0, max: 65_535)
         case "tlsBind": tlsBind = try string()
-        case "tlsHandshakeTimeout": tlsHandshakeTimeout = try int(min: 1)
+        case "tlsHandshakeTimeout": tlsHandshakeTimeout = try int(min: 1, max: 600_000)
         case "tlsCiphers": tlsCiphers = try string()
         case "tlsMinVersion":
             let version = try string()
@@ -168,6 +182,7 @@ public struct Configuration: Sendable, Equatable {
             ("logLevel", .string(logLevel)), ("logFile", .string(logFile)),
             ("redisUrl", .string(redisUrl)), ("redisHost", .string(redisHost)), ("redisPort", .number(Double(redisPort))),
             ("redisSocket", .string(redisSocket)), ("redisPassword", .string(redisPassword)),
+            ("redisPasswordFile", .string(redisPasswordFile)),
             ("redisDatabase", .number(Double(redisDatabase))), ("redisPrefix", .string(redisPrefix)),
             ("secure", .bool(secure)), ("certFile", .string(certFile)), ("keyFile", .string(keyFile)),
             ("caFile", .string(caFile)), ("tlsPort", .number(Double(tlsPort))), ("tlsBind", .string(tlsBind)),
@@ -176,9 +191,21 @@ public struct Configuration: Sendable, Equatable {
         ])
     }
 
+    /// The largest value of a numeric setting that names no maximum of its own.
+    public static let defaultMaximum = 1_073_741_824
+
+    /// Checks what no single setting can: settings that exclude each other.
+    public func validate() throws(ConfigurationError) {
+        if !redisPassword.isEmpty && !redisPasswordFile.isEmpty {
+            throw ConfigurationError("redisPassword and redisPasswordFile are both set; set only one (redisPasswordFile keeps the password off command lines)")
+        }
+    }
+
+    /// A value for an error message (long ones shortened).
     static func describe(_ value: JSON) -> String {
         var bytes: [UInt8] = []
         JSONWriter.write(value, to: &bytes)
+        if bytes.count > 200 { return String(decoding: bytes.prefix(200), as: UTF8.self) + "… (\(bytes.count) bytes)" }
         return String(decoding: bytes, as: UTF8.self)
     }
 

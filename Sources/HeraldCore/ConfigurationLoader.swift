@@ -42,6 +42,7 @@ public struct ConfigurationLoader: Sendable {
         for (key, value) in overrides {
             try configuration.set(key, value, source: "command line")
         }
+        try configuration.validate()
         return configuration
     }
 
@@ -57,7 +58,11 @@ public struct ConfigurationLoader: Sendable {
     }
 
     static func apply(file path: String, to configuration: inout Configuration) throws(ConfigurationError) {
-        guard let bytes = readWholeFile(path) else { throw ConfigurationError("cannot read config file \(path)") }
+        let bytes: [UInt8]
+        switch readConfigFile(path) {
+        case .success(let read): bytes = read
+        case .failure(let why): throw ConfigurationError("cannot read config file \(path): \(why.text)")
+        }
         let parsed: JSON
         do { parsed = try JSONParser.parse(bytes) } catch {
             throw ConfigurationError("\(path): not valid JSON: \(error.message) at byte \(error.offset)")
@@ -70,6 +75,38 @@ public struct ConfigurationLoader: Sendable {
     }
 
     static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+}
+
+/// Why a config file could not be read.
+struct FileReadFailure: Error { let text: String }
+
+/// The longest config file read.
+let maxConfigFileBytes = 16 << 20
+
+/// Reads a config file: a regular file of at most `maxConfigFileBytes`. Opened
+/// non-blocking, so a FIFO or device in its place fails at once instead of hanging.
+func readConfigFile(_ path: String) -> Result<[UInt8], FileReadFailure> {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+    guard fd >= 0 else { return .failure(FileReadFailure(text: SystemErrorText.describe(errno))) }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+        return .failure(FileReadFailure(text: "not a regular file"))
+    }
+    let tooLarge = FileReadFailure(text: "larger than \(maxConfigFileBytes) bytes")
+    guard info.st_size <= maxConfigFileBytes else { return .failure(tooLarge) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(FileReadFailure(text: SystemErrorText.describe(errno)))
+        }
+        if n == 0 { return .success(result) }
+        result.append(contentsOf: chunk[0..<n])
+        if result.count > maxConfigFileBytes { return .failure(tooLarge) }
+    }
 }
 
 /// Reads a whole (small) file, or nil.

@@ -49,10 +49,7 @@ public final class Logger: Sendable {
     /// Sets the threshold, the destination (nil: stderr) and fields added to every line.
     public func configure(level: LogLevel, file: String?, fields: [(String, String)] = []) throws(SystemError) {
         var fd: Int32 = 2
-        if let file, !file.isEmpty {
-            fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            if fd < 0 { throw SystemError("open(\(file))") }
-        }
+        if let file, !file.isEmpty { fd = try Self.openLogFile(file) }
         flush()
         state.withLock {
             if $0.fd != 2 { close($0.fd) }
@@ -60,6 +57,29 @@ public final class Logger: Sendable {
             $0.fd = fd
             $0.fields = fields
         }
+    }
+
+    /// Opens a log file for appending (creating it 0644). A symbolic link in its place
+    /// is refused (O_NOFOLLOW): whoever planted it would choose the file herald writes.
+    /// Only a regular file, a FIFO or a character device (`/dev/null`) is written to.
+    public static func openLogFile(_ path: String) throws(SystemError) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0o644)
+        if fd < 0 {
+            let error = herald_errno()
+            if error == ELOOP {
+                throw SystemError("log file \(path) is a symbolic link, which herald does not follow (point logFile at the file itself, or remove the link)", errno: error)
+            }
+            throw SystemError("open(\(path))", errno: error)
+        }
+        var info = stat()
+        let type = fstat(fd, &info) == 0 ? info.st_mode & S_IFMT : 0
+        guard type == S_IFREG || type == S_IFIFO || type == S_IFCHR else {
+            close(fd)
+            throw SystemError("log file \(path) is not a regular file", errno: EINVAL)
+        }
+        // Blocking writes from here on (O_NONBLOCK only kept a FIFO's open from hanging).
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
     }
 
     @inline(__always)

@@ -23,7 +23,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to.sock[?db=N][&password=P]`.
     public static func parse(url: String, prefix: String = "herald:") throws(ConfigurationError) -> RedisEndpoint {
         func fail(_ why: String) -> ConfigurationError {
-            ConfigurationError("redisUrl '\(url)': \(why) (expected redis://[:password@]host:port[/db] or unix:///path/to.sock[?db=N])")
+            // The URL as given, less its password: an error may end up in a log.
+            ConfigurationError("redisUrl '\(Secrets.redact(url, wholeText: true))': \(why) (expected redis://host:port[/db] or unix:///path/to.sock[?db=N]; the password belongs in redisPasswordFile)")
         }
         if url.hasPrefix("unix://") {
             var rest = Substring(url.dropFirst("unix://".count))
@@ -87,7 +88,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         return RedisEndpoint(address: .tcp(host: String(host), port: port), password: password, database: database, prefix: prefix)
     }
 
-    /// The endpoint the configuration names, or nil when it names none.
+    /// The endpoint the configuration names, or nil when it names none. Reads
+    /// `redisPasswordFile` (so each call sees the file as it is now: a start, a reload).
     public static func from(_ configuration: Configuration) throws(ConfigurationError) -> RedisEndpoint? {
         var endpoint: RedisEndpoint
         if !configuration.redisUrl.isEmpty {
@@ -102,6 +104,9 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             return nil
         }
         if !configuration.redisPassword.isEmpty { endpoint.password = configuration.redisPassword }
+        if !configuration.redisPasswordFile.isEmpty {
+            endpoint.password = try Secrets.readPasswordFile(configuration.redisPasswordFile)
+        }
         return endpoint
     }
 

@@ -20,14 +20,12 @@ struct BackendPlan {
     }
 
     /// A worker's backends: the configured Redis (the supervisor passes a private one
-    /// as HERALD_REDIS_URL), else in-process.
-    static func forWorker(_ configuration: Configuration) -> BackendPlan {
-        do {
-            if let endpoint = try RedisEndpoint.from(configuration) {
-                return BackendPlan(endpoint: endpoint, privateRedis: nil, runDirectory: nil, inProcessReason: nil)
-            }
-        } catch {
-            return BackendPlan(endpoint: nil, privateRedis: nil, runDirectory: nil, inProcessReason: "\(error)")
+    /// as HERALD_REDIS_URL), else in-process. A Redis setting that fails (an unreadable
+    /// password file at a reload) fails the worker, so that the reload stops and the old
+    /// workers keep serving, rather than a worker on rooms of its own.
+    static func forWorker(_ configuration: Configuration) throws(ConfigurationError) -> BackendPlan {
+        if let endpoint = try RedisEndpoint.from(configuration) {
+            return BackendPlan(endpoint: endpoint, privateRedis: nil, runDirectory: nil, inProcessReason: nil)
         }
         return BackendPlan(endpoint: nil, privateRedis: nil, runDirectory: nil, inProcessReason: "no Redis configured")
     }

@@ -30,6 +30,14 @@ enum ClusterCommand {
             index += 1
         }
         let runFiles = RunFiles.resolve(pidfile: pidfile, environment: ProcessEnvironment.all)
+        do {
+            // A run directory, pidfile or socket someone else could have planted gets
+            // no command (and is not trusted to say whether a supervisor runs).
+            try runFiles.check(create: false)
+        } catch {
+            printError("herald \(command): \(error)")
+            return 1
+        }
         guard let pid = runFiles.runningPID() else {
             printError("herald \(command): no running supervisor found through \(runFiles.pidfile)")
             return command == "status" ? 3 : 1
@@ -44,7 +52,7 @@ enum ClusterCommand {
         }
         let reply: JSON
         do {
-            reply = try ControlClient.send(line, to: runFiles.controlSocket)
+            reply = try ControlClient.send(line, to: runFiles.controlSocket, expectedPID: pid)
         } catch {
             printError("herald \(command): \(error)")
             return 1

@@ -8,6 +8,12 @@ import HeraldLoop
 enum Daemon {
     static func start(options: StartOptions, configuration: Configuration) -> Int32 {
         let runFiles = options.runFiles
+        do {
+            try runFiles.check(create: true)  // before anything is written there
+        } catch {
+            printError("herald start: \(error)")
+            return 1
+        }
         if let pid = runFiles.runningPID() {
             printError("herald start: a supervisor (pid \(pid)) already runs with \(runFiles.pidfile)")
             return 1
@@ -15,27 +21,43 @@ enum Daemon {
         var arguments = options.workerArguments
         var logFile = configuration.logFile
         if logFile.isEmpty {
-            logFile = runFiles.directory + "/herald.log"
+            logFile = runFiles.defaultLogFile
             arguments += ["--log", logFile]
         }
         if options.pidfile == nil { arguments += ["--pidfile", runFiles.pidfile] }
-        mkdir(runFiles.directory, 0o700)
         let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        let logFD = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard devNull >= 0, logFD >= 0 else {
-            printError("herald start: cannot open \(logFile) for the daemon's output")
+        let logFD: Int32
+        do {
+            logFD = try Logger.openLogFile(logFile)
+        } catch {
+            printError("herald start: cannot open the log for the daemon's output: \(error)")
+            return 1
+        }
+        guard devNull >= 0 else {
+            printError("herald start: cannot open /dev/null")
+            return 1
+        }
+        // The options (secrets included) go on a descriptor; argv shows them redacted.
+        let argumentsFD: Int32
+        do {
+            argumentsFD = try ArgumentChannel.makeDescriptor(arguments)
+        } catch {
+            printError("herald start: cannot start the daemon: \(error)")
             return 1
         }
         let executable = ProcessSpawner.currentExecutable()
         let pid: pid_t
         do {
-            pid = try ProcessSpawner.spawn(path: executable, arguments: [executable, "start"] + arguments,
-                                           environment: ProcessSpawner.environment(with: [:]),
-                                           descriptors: [(devNull, 0), (logFD, 1), (logFD, 2)], newSession: true)
+            pid = try ProcessSpawner.spawn(path: executable,
+                                           arguments: [executable, "start"] + Secrets.redact(arguments: arguments),
+                                           environment: ProcessSpawner.environment(with: [ArgumentChannel.variable: "3"]),
+                                           descriptors: [(devNull, 0), (logFD, 1), (logFD, 2), (argumentsFD, 3)],
+                                           newSession: true)
         } catch {
             printError("herald start: cannot start the daemon: \(error)")
             return 1
         }
+        close(argumentsFD)
         // Wait until it has claimed the pidfile and opened its control socket.
         for _ in 0..<150 {
             var status: Int32 = 0

@@ -1,5 +1,6 @@
 import Glibc
 import HeraldBench
+import HeraldCluster
 import HeraldCore
 import HeraldRedis
 
@@ -15,7 +16,11 @@ import HeraldRedis
 /// serve `actions`.
 public enum Herald {
     public static func main(actions: [Action]) -> Never {
-        exit(run(Array(CommandLine.arguments.dropFirst()), actions: actions))
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        // A password typed into the command line (`--redis redis://:PW@…`) stops
+        // showing in `ps` now (it did until this point: prefer redisPasswordFile).
+        ArgumentChannel.maskOwnCommandLine()
+        exit(run(arguments, actions: actions))
     }
 
     /// Runs one command (`arguments` without the program name); returns the exit status.

@@ -9,10 +9,12 @@ import HeraldRedis
 /// `herald start`: the supervisor. Binds the listening socket once, starts the workers
 /// and runs until stopped (SIGTERM/SIGINT or `herald stop`).
 enum StartCommand {
-    static func main(_ arguments: [String]) -> Int32 {
+    static func main(_ given: [String]) -> Int32 {
         let options: StartOptions
         let configuration: Configuration
         do {
+            // `start --daemon` passes the options on a descriptor (ArgumentChannel).
+            let arguments = try ArgumentChannel.receive(environment: ProcessEnvironment.all) ?? given
             guard let parsed = try StartOptions.parse(arguments) else {
                 print(Usage.start)
                 return 0
@@ -24,6 +26,14 @@ enum StartCommand {
             return 2
         }
         if options.daemon { return Daemon.start(options: options, configuration: configuration) }
+        let runFiles = options.runFiles
+        do {
+            // Before the log: a default log file lives in the run directory.
+            try runFiles.check(create: true)
+        } catch {
+            printError("herald start: \(error)")
+            return 1
+        }
         do {
             try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile,
                               fields: [("role", "supervisor")])
@@ -31,7 +41,6 @@ enum StartCommand {
             printError("herald start: cannot open the log: \(error)")
             return 2
         }
-        let runFiles = options.runFiles
         do {
             try runFiles.claim()
         } catch {
@@ -42,6 +51,10 @@ enum StartCommand {
         // for the pidfile to go.
         defer { runFiles.release() }
         var workers = configuration.workers == 0 ? ProcessEnvironment.cores : configuration.workers
+        do { _ = try Listeners.tlsContext(configuration) } catch {
+            printError("herald start: \(error)")
+            return 2
+        }
         let backends: BackendPlan
         do { backends = try BackendPlan.choose(configuration, mayStartPrivateRedis: true) } catch {
             printError("herald start: \(error)")
@@ -98,10 +111,12 @@ enum StartCommand {
                 if let evictor { supervisor.onWorkerCrashed = { evictor.evict(workerID: $0) } }
                 supervisor.validateReload = {
                     do {
-                        _ = try Listeners.tlsContext(try options.loader.load())  // a renewed certificate must load
+                        let configuration = try options.loader.load()
+                        _ = try Listeners.tlsContext(configuration)  // a renewed certificate must load
+                        _ = try RedisEndpoint.from(configuration)  // and a renewed password file must read
                         return nil
                     } catch {
-                        return "\(error)"
+                        return Secrets.redact("\(error)")
                     }
                 }
                 let control = try ControlServer(path: runFiles.controlSocket) { words in

@@ -7,7 +7,7 @@ import HeraldLoop
 /// `herald worker`: a worker process started by the supervisor, serving on the
 /// listening sockets it inherited, with the same options as `herald start`.
 enum WorkerCommand {
-    static func main(_ arguments: [String], actions: [Action]) -> Int32 {
+    static func main(_ given: [String], actions: [Action]) -> Int32 {
         guard let environment = WorkerEnvironment.fromProcess(ProcessEnvironment.all) else {
             printError("herald worker: this command is started by `herald start`, not by hand")
             return 2
@@ -17,21 +17,29 @@ enum WorkerCommand {
         _ = herald_set_parent_death_signal(SIGTERM)
         guard getppid() == environment.supervisorPID else { return 1 }
         let configuration: Configuration
+        let backends: BackendPlan
         do {
+            // The supervisor passes the options (secrets included) on a descriptor; argv
+            // has them redacted (ArgumentChannel).
+            let arguments = try ArgumentChannel.receive(environment: ProcessEnvironment.all) ?? given
             guard let options = try StartOptions.parse(arguments) else { return 2 }
             configuration = try options.loader.load()
             try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile,
                               fields: [("worker", String(environment.index)), ("pid", String(getpid()))])
+            // Reads redisPasswordFile as it is now: a reload picks up a new password.
+            backends = try BackendPlan.forWorker(configuration)
         } catch {
             printError("herald worker: \(error)")
             return 2
         }
-        return serve(configuration, actions: actions, listenFDs: environment.listenFDs, controlFD: environment.controlFD)
+        return serve(configuration, backends: backends, actions: actions, listenFDs: environment.listenFDs,
+                     controlFD: environment.controlFD)
     }
 
     /// Serves until stopped: on the given listening sockets, reporting to the
     /// supervisor through `controlFD` when there is one.
-    static func serve(_ configuration: Configuration, actions: [Action], listenFDs: [Int32], controlFD: Int32?) -> Int32 {
+    static func serve(_ configuration: Configuration, backends: BackendPlan, actions: [Action], listenFDs: [Int32],
+                      controlFD: Int32?) -> Int32 {
         herald_ignore_sigpipe()
         Sockets.raiseOpenFileLimit()
         // Host, pid and a random part: unique across hosts, and a later process that gets
@@ -40,7 +48,7 @@ enum WorkerCommand {
         var exitStatus: Int32 = 0
         do {
             try EventLoop.current.run {
-                let (bus, cache, stopCache, backendName) = BackendPlan.forWorker(configuration).make(serverID: serverID)
+                let (bus, cache, stopCache, backendName) = backends.make(serverID: serverID)
                 let worker = Worker(configuration: configuration, actions: ActionRegistry(actions),
                                     cache: cache, bus: bus, serverID: serverID)
                 let reporter = try controlFD.map { fd throws(SystemError) in try WorkerReporter(fd: fd, worker: worker) }

@@ -50,6 +50,10 @@ int herald_spawn(pid_t *pid, const char *path, char *const argv[], char *const e
 // Moves fd to a number >= minimum (close-on-exec); returns the new fd or -1.
 int herald_move_fd_above(int fd, int minimum);
 int herald_set_cloexec(int fd, int on);
+// An anonymous in-memory file (close-on-exec), or -1.
+int herald_memfd(const char *name);
+// The pid and uid of a unix socket's peer (SO_PEERCRED); 0, or -1 with errno.
+int herald_peer_credentials(int fd, int32_t *pid, uint32_t *uid);
 
 int herald_errno(void);
 uint64_t herald_monotonic_ns(void);
