@@ -54,11 +54,30 @@ public struct HeraldConnector: Sendable {
 }
 
 /// A blocking TCP socket.
+///
+/// `shutdown` and `close` may come from any thread, also at once and while a `read` or
+/// `write` blocks: the descriptor's state is kept under a lock (as `TLSTransport` does
+/// for its session), `shutdown` never touches a closed descriptor, and the descriptor
+/// is closed exactly once, only when no `read` or `write` is using it — so its number
+/// cannot be reused by another open while a call still holds it.
 public final class TCPTransport: HeraldTransport {
     /// The socket; owned by this object, closed by `close()`.
     public let fd: Int32
 
+    private struct State {
+        var shutDown = false
+        /// `close` was called: no new call may start.
+        var closed = false
+        /// The descriptor has been closed.
+        var released = false
+        /// `read`s and `write`s using the descriptor now.
+        var users = 0
+    }
+    private let state = Locked(State())
+
     init(fd: Int32) { self.fd = fd }
+
+    deinit { close() }
 
     /// Resolves `host` and connects to the first address that accepts within `timeout`.
     public static func connect(host: String, port: Int, timeout: Duration) throws(HeraldTransportError) -> TCPTransport {
@@ -112,6 +131,8 @@ public final class TCPTransport: HeraldTransport {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(HeraldTransportError) -> Int {
+        try enter("read")
+        defer { leave() }
         while true {
             let n = recv(fd, buffer.baseAddress, buffer.count, 0)
             if n >= 0 { return n }
@@ -121,6 +142,8 @@ public final class TCPTransport: HeraldTransport {
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws(HeraldTransportError) {
+        try enter("write")
+        defer { leave() }
         var offset = 0
         while offset < bytes.count {
             let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
@@ -133,11 +156,47 @@ public final class TCPTransport: HeraldTransport {
     }
 
     public func shutdown() {
-        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        state.withLock { s in
+            guard !s.released, !s.shutDown else { return }
+            s.shutDown = true
+            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        }
     }
 
+    /// Closes the socket, at once or (while a `read` or `write` still blocks on it,
+    /// which the shutdown here wakes) when the last of them returns.
     public func close() {
-        _ = Glibc.close(fd)
+        state.withLock { s in
+            guard !s.closed else { return }
+            s.closed = true
+            if !s.shutDown && s.users > 0 {
+                s.shutDown = true
+                _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+            }
+            if s.users == 0 {
+                s.released = true
+                _ = Glibc.close(fd)
+            }
+        }
+    }
+
+    private func enter(_ what: String) throws(HeraldTransportError) {
+        let open = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.users += 1
+            return true
+        }
+        if !open { throw HeraldTransportError("\(what): the connection is closed") }
+    }
+
+    private func leave() {
+        state.withLock { s in
+            s.users -= 1
+            if s.closed && s.users == 0 && !s.released {
+                s.released = true
+                _ = Glibc.close(fd)
+            }
+        }
     }
 }
 
