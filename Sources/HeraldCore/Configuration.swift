@@ -144,7 +144,7 @@ public struct Configuration: Sendable, Equatable {
         case "redisSocket": redisSocket = try string()
         case "redisPassword": redisPassword = try string()
         case "redisPasswordFile": redisPasswordFile = try string()
-        case "redisDatabase": redisDatabase = try int(min: 0, max: 2_147_483_647)
+        case "redisDatabase": redisDatabase = try int(min: 0, max: 1_000_000)
         case "redisPrefix": redisPrefix = try string()
         case "secure": secure = try bool()
         case "certFile": certFile = try string()
