@@ -7,10 +7,13 @@ final class RedisServer {
     private(set) var port: UInt16 = 0
     let directory: URL
     private var process: ChildProcess?
+    /// `requirepass`, set in a config file (so that it is on no command line).
+    let password: String?
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
-    init() throws {
+    init(password: String? = nil) throws {
+        self.password = password
         directory = try makeTempDir("herald-redis")
         var lastError: Error?
         for _ in 0..<3 {
@@ -37,9 +40,15 @@ final class RedisServer {
         guard let binary = Self.binary else {
             throw HarnessError.startFailed("redis-server is not installed (deploy/setup.sh installs it)")
         }
+        var configFile: [String] = []
+        if let password {
+            let path = directory.appendingPathComponent("redis.conf")
+            try "requirepass \(password)\n".write(to: path, atomically: true, encoding: .utf8)
+            configFile = [path.path]
+        }
         let child = try ChildProcess(
             path: binary,
-            arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            arguments: configFile + ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                         "--daemonize", "no", "--dir", directory.path, "--protected-mode", "no"],
             environment: ["PATH": "/usr/bin:/bin"], directory: directory,
             stdoutPath: directory.appendingPathComponent("redis.log").path,
@@ -72,6 +81,10 @@ final class RedisServer {
     func command(_ line: String) throws -> String {
         let client = try LineClient(port: port, connectTimeout: 1)
         defer { client.close() }
+        if let password {
+            try client.send("AUTH \(password)")
+            _ = try client.readLine(timeout: 2)
+        }
         try client.send(line)
         return try client.readLine(timeout: 2)
     }
