@@ -36,7 +36,7 @@ start_redis() {  # port
   pids+=($!); wait_port "$1"
 }
 start_herald() {  # port workers redis-port
-  local dir="$work/herald-$1"; mkdir -p "$dir"
+  local dir="$work/herald-$1"; mkdir -p -m 700 "$dir"  # a run directory must be 0700
   (cd "$dir" && HERALD_RUN_DIR="$dir" exec "$herald" start --port "$1" --bind 127.0.0.1 --workers "$2" \
       --redis "redis://127.0.0.1:$3" --log-level warn 2>"$dir/log") &
   pids+=($!); wait_port "$1"; sleep 0.5

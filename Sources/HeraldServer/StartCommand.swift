@@ -107,13 +107,21 @@ enum StartCommand {
                 ])
                 // A crashed worker's members leave their rooms at once, not when its
                 // heartbeat expires.
-                let evictor = backends.endpoint.map { RedisWorkerEvictor(endpoint: $0) }
-                if let evictor { supervisor.onWorkerCrashed = { evictor.evict(workerID: $0) } }
+                var evictorEndpoint = backends.endpoint
+                var evictor = backends.endpoint.map { RedisWorkerEvictor(endpoint: $0) }
+                supervisor.onWorkerCrashed = { evictor?.evict(workerID: $0) }
                 supervisor.validateReload = {
                     do {
                         let configuration = try options.loader.load()
                         _ = try Listeners.tlsContext(configuration)  // a renewed certificate must load
-                        _ = try RedisEndpoint.from(configuration)  // and a renewed password file must read
+                        // A renewed password file must read; the supervisor's own
+                        // connection takes the new password too.
+                        if let endpoint = try RedisEndpoint.from(configuration), evictor != nil,
+                           endpoint != evictorEndpoint {
+                            evictor?.stop()
+                            evictor = RedisWorkerEvictor(endpoint: endpoint)
+                            evictorEndpoint = endpoint
+                        }
                         return nil
                     } catch {
                         return Secrets.redact("\(error)")

@@ -41,15 +41,17 @@ enum Usage {
       --pidfile FILE       where the supervisor writes its pid; its control socket is
                            beside it (FILE with .sock for .pid). Default:
                            $HERALD_RUN_DIR, /run/herald (root), $XDG_RUNTIME_DIR/herald
-                           or /tmp/herald-<uid>, then /herald.pid
+                           or /tmp/herald-<uid>, then /herald.pid. That directory is
+                           created 0700 and refused unless it is yours and 0700
       --config FILE        a JSON file of settings, applied after config/ files
       --config-dir DIR     where default.json and <env>.json are (default ./config)
       --env NAME           which <env>.json to apply (default $HERALD_ENV or development)
       --set KEY=VALUE      any setting (repeatable), e.g. --set maxLineBytes=65536
       --log-level LEVEL    debug, info, warn or error (default info)
       --log FILE           write the log to FILE instead of stderr
-      --redis URL          redis://[:password@]host:port[/db] or unix:///path.sock[?db=N]
-                           (the redisUrl setting). No Redis configured: a private
+      --redis URL          redis://host:port[/db] or unix:///path.sock[?db=N] (the
+                           redisUrl setting); a password goes in a file named by
+                           --set redisPasswordFile=FILE. No Redis configured: a private
                            redis-server is started when installed, else one worker runs
                            on in-process backends
       --secure             the main port speaks TLS (needs --cert and --key)
