@@ -2,6 +2,7 @@
 #include "CHeraldSystem.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -134,3 +135,7 @@ int herald_set_cloexec(int fd, int on) {
     if (flags < 0) return -1;
     return fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC));
 }
+
+const int HERALD_O_PATH = O_PATH;
+
+void herald_return_large_frees(void) { mallopt(M_MMAP_THRESHOLD, 128 * 1024); }

@@ -51,6 +51,14 @@ int herald_spawn(pid_t *pid, const char *path, char *const argv[], char *const e
 int herald_move_fd_above(int fd, int minimum);
 int herald_set_cloexec(int fd, int on);
 
+// Fixes malloc's mmap threshold at 128 KiB (glibc raises it, up to 32 MiB, each time a
+// large block is freed): blocks that large then always come from mmap and go back to
+// the system when freed, so a worker's memory returns after big requests are done.
+void herald_return_large_frees(void);
+
+// open(2)'s O_PATH (GNU: not shown to Swift).
+extern const int HERALD_O_PATH;
+
 int herald_errno(void);
 uint64_t herald_monotonic_ns(void);
 uint64_t herald_wall_ms(void);
