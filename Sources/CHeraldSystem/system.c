@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/uio.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -139,3 +140,21 @@ int herald_set_cloexec(int fd, int on) {
 const int HERALD_O_PATH = O_PATH;
 
 void herald_return_large_frees(void) { mallopt(M_MMAP_THRESHOLD, 128 * 1024); }
+
+ssize_t herald_pread_cached(int fd, void *buffer, size_t count, off_t offset, size_t readahead) {
+    static int nowait_unsupported = 0;
+    if (!nowait_unsupported) {
+        struct iovec iov = { buffer, count };
+        ssize_t n = preadv2(fd, &iov, 1, offset, RWF_NOWAIT);
+        if (n >= 0) return n;
+        if (errno == EAGAIN) {
+            int saved = errno;
+            (void)posix_fadvise(fd, offset, (off_t)readahead, POSIX_FADV_WILLNEED);
+            errno = saved;
+            return -1;
+        }
+        if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) return -1;
+        nowait_unsupported = 1;
+    }
+    return pread(fd, buffer, count, offset);
+}

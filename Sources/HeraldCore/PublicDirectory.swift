@@ -17,6 +17,8 @@ struct PublicDirectory {
     static let chunkBytes = 65_536
     /// Chunks one connection may send per loop iteration before others get a turn.
     static let chunksPerTurn = 4
+    /// What the kernel is asked to read ahead when the next chunk is not in the page cache.
+    static let readAheadBytes = 1 << 20
     let chunk: UnsafeMutableRawBufferPointer
 
     init(path: String) {
@@ -80,8 +82,9 @@ struct PublicDirectory {
 }
 
 /// A `file` request in a connection's output: what was queued before it, then the file,
-/// which is opened when its turn comes and read a chunk at a time as the socket drains.
-/// Only the file's position is held, never its bytes.
+/// which is opened when its turn comes and read a chunk at a time as the socket drains,
+/// from the page cache only (what is not cached yet is read ahead by the kernel while the
+/// loop goes on). Only the file's position is held, never its bytes.
 @LoopActor
 final class PendingFile {
     /// What this entry costs the connection's output limit, besides `before`.
@@ -96,6 +99,8 @@ final class PendingFile {
     var fd: Int32 = -1
     var size = 0
     var sent = 0
+    /// Set while waiting for the disk (the part to send next is not in the page cache).
+    var retryTimer: LoopTimer?
 
     init(path: String, messageCount: Int, before: [UInt8], beforeSent: Int) {
         self.path = path
@@ -163,7 +168,15 @@ extension Connection {
                 chunks += 1
                 let count = min(chunk.count, file.size - file.sent)
                 var n: Int
-                repeat { n = pread(file.fd, chunk.baseAddress, count, off_t(file.sent)) } while n < 0 && errno == EINTR
+                repeat {
+                    n = herald_pread_cached(file.fd, chunk.baseAddress, count, off_t(file.sent), PublicDirectory.readAheadBytes)
+                } while n < 0 && errno == EINTR
+                if n < 0 && errno == EAGAIN {
+                    // Not in the page cache: the kernel reads it ahead meanwhile; the loop
+                    // does not wait for the disk.
+                    retryAfterDisk(file)
+                    return false
+                }
                 guard n > 0 else {
                     // Shrunk or unreadable mid-way: the client cannot tell where the file ends.
                     worker.drop(self, reason: "file \(file.path) could not be read to its end (\(n < 0 ? String(cString: strerror(errno)) : "it shrank"))")
@@ -186,6 +199,16 @@ extension Connection {
         return true
     }
 
+    /// Tries the file again shortly, once the kernel's read-ahead has had time.
+    private func retryAfterDisk(_ file: PendingFile) {
+        guard file.retryTimer?.isPending != true else { return }
+        watchWritable(transport.needsWritableToRead)  // the timer flushes, not epoll
+        file.retryTimer = EventLoop.current.schedule(afterMilliseconds: 2) { [weak self] in
+            guard let self, self.state != .closed else { return }
+            self.flush()
+        }
+    }
+
     /// After a write that did not go through: wait for the socket, or drop the connection.
     private func waitOrDrop(_ result: IOResult) -> Bool {
         switch result {
@@ -200,6 +223,7 @@ extension Connection {
     }
 
     private func closeFile(_ file: PendingFile) {
+        file.retryTimer?.cancel()
         if file.fd >= 0 {
             close(file.fd)
             file.fd = -1

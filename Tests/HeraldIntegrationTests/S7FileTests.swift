@@ -52,7 +52,15 @@ struct FileTests {
         let prepare = options.prepare
         options.prepare = { dir in
             try prepare?(dir)
-            try Data(big).write(to: dir.appendingPathComponent("public/big.bin"))
+            let path = dir.appendingPathComponent("public/big.bin").path
+            try Data(big).write(to: URL(fileURLWithPath: path))
+            // Out of the page cache, so that serving it waits for the disk at first.
+            let fd = open(path, O_RDONLY)
+            if fd >= 0 {
+                fsync(fd)
+                _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+                close(fd)
+            }
         }
         return options
     }

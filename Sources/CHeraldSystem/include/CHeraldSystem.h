@@ -56,6 +56,12 @@ int herald_set_cloexec(int fd, int on);
 // the system when freed, so a worker's memory returns after big requests are done.
 void herald_return_large_frees(void);
 
+// Reads like pread, but only what is in the page cache (preadv2 with RWF_NOWAIT):
+// -1 with errno EAGAIN when the data is not cached yet; then it asks the kernel to read
+// ahead `readahead` bytes from `offset` in the background. Where RWF_NOWAIT is not
+// supported it is a plain pread.
+ssize_t herald_pread_cached(int fd, void *buffer, size_t count, off_t offset, size_t readahead);
+
 // open(2)'s O_PATH (GNU: not shown to Swift).
 extern const int HERALD_O_PATH;
 
