@@ -126,6 +126,31 @@ struct HardeningActionTests {
         }
     }
 
+    @Test("a cacheTest waiting on a stalled Redis ends as soon as its client leaves")
+    func redisWaitIsCancelled() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        var options = HeraldOptions()
+        options.extraArguments = ["--redis", redis.url]
+        try withHerald(options) { server in
+            let (leaver, _) = try server.connectWelcomed()
+            let (watcher, _) = try server.connectWelcomed()
+            try watcher.roundTrip("roomView", #"{"status":"OK","context":"response","data":<ANY>,"messageCount":1}"#)
+            // Redis holds every command for 3 s (the worker gives up on one after 2 s).
+            let paused = try redis.command("CLIENT PAUSE 3000 ALL")
+            try check(paused == "+OK", "CLIENT PAUSE: \(paused)")
+            try leaver.send(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#)
+            usleep(200_000)
+            leaver.close()
+            usleep(200_000)
+            // status reads this worker's counts at once, then waits for Redis's.
+            try watcher.send("status")
+            let reply = try JSON.parse(try watcher.readLine(timeout: 8))
+            let pending = reply["stats"]?["worker"]?["pendingActions"]?.intValue
+            try check(pending == 1, "the cacheTest must have ended with its connection (only status pending): \(reply)")
+        }
+    }
+
     @Test("quit waits for the pending actions' replies, then the goodbye")
     func quitStillDrains() throws {
         try withHerald { server in
