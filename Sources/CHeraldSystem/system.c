@@ -2,6 +2,8 @@
 #include "CHeraldSystem.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <sys/uio.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -147,4 +149,26 @@ int herald_peer_credentials(int fd, int32_t *pid, uint32_t *uid) {
     *pid = credentials.pid;
     *uid = credentials.uid;
     return 0;
+}
+
+const int HERALD_O_PATH = O_PATH;
+
+void herald_return_large_frees(void) { mallopt(M_MMAP_THRESHOLD, 128 * 1024); }
+
+ssize_t herald_pread_cached(int fd, void *buffer, size_t count, off_t offset, size_t readahead) {
+    static int nowait_unsupported = 0;
+    if (!nowait_unsupported) {
+        struct iovec iov = { buffer, count };
+        ssize_t n = preadv2(fd, &iov, 1, offset, RWF_NOWAIT);
+        if (n >= 0) return n;
+        if (errno == EAGAIN) {
+            int saved = errno;
+            (void)posix_fadvise(fd, offset, (off_t)readahead, POSIX_FADV_WILLNEED);
+            errno = saved;
+            return -1;
+        }
+        if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) return -1;
+        nowait_unsupported = 1;
+    }
+    return pread(fd, buffer, count, offset);
 }

@@ -38,6 +38,8 @@ extension BuiltinActions {
             ])))
         } catch let error as ActionError {
             throw error
+        } catch let error as CancellationError {
+            throw error  // the client has gone
         } catch {
             throw ActionError("the cache is unavailable (\(error))")
         }

@@ -15,6 +15,7 @@ extension BuiltinActions {
         let duration = Int(min(max(requested, 0), 86_400_000).rounded())
         let started = Clock.wallMillis()
         await call.sleep(milliseconds: duration)
+        try call.checkCancellation()  // the client left early: nobody reads the reply
         let ended = Clock.wallMillis()
         call.response.append("sleepStarted", .number(Double(started)))
         call.response.append("sleepEnded", .number(Double(ended)))

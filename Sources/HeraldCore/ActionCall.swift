@@ -15,6 +15,17 @@ public final class ActionCall {
     /// The connection; nil only while the call waits in the worker's pool.
     private var client: Connection?
 
+    /// True once the connection that asked has closed (the client left, was dropped, or
+    /// got its goodbye): nobody will read the reply, so stop as soon as you can. The
+    /// action's task is cancelled at the same moment, so `call.sleep`, the cache and
+    /// other awaits return at once (the cache by throwing `CancellationError`).
+    public private(set) var isCancelled = false
+    /// An async action's task, while it runs.
+    var task: Task<Void, Never>?
+    /// The connection's other running async calls (an intrusive list, no allocation).
+    var nextRunning: ActionCall?
+    unowned(unsafe) var previousRunning: ActionCall?
+
     init(params: JSONObject, connection: Connection, worker: WorkerServices) {
         self.params = params
         self.client = connection
@@ -32,7 +43,19 @@ public final class ActionCall {
     func clear() {
         params = JSONObject()
         client = nil
+        isCancelled = false
         response.removeAll(keepingCapacity: true)
+    }
+
+    /// Marks the call cancelled and cancels its task.
+    func cancel() {
+        isCancelled = true
+        task?.cancel()
+    }
+
+    /// Throws `CancellationError` once the call is cancelled (see `isCancelled`).
+    public func checkCancellation() throws {
+        if isCancelled { throw CancellationError() }
     }
 
     /// The connection that asked.
@@ -57,7 +80,8 @@ public final class ActionCall {
     /// A numeric param, from a number or a numeric string.
     public func number(_ name: String) -> Double? { params[name]?.numberValue }
 
-    /// Waits without blocking the worker.
+    /// Waits without blocking the worker; returns early, at once, when the call is
+    /// cancelled (check `isCancelled` after it).
     public func sleep(milliseconds: Int) async { await EventLoop.current.sleep(milliseconds: milliseconds) }
 }
 

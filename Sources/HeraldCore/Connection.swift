@@ -38,6 +38,9 @@ public final class Connection: EventHandler {
     var paramBytes = 0
     /// Rooms in the order joined, with their join times; the first is the current room.
     var rooms: [(name: String, joinedAt: Int)] = []
+    /// The async actions running for this connection (a list through the calls),
+    /// cancelled when it closes.
+    var runningCalls: ActionCall?
 
     // Output.
     var output: [UInt8] = []
@@ -47,6 +50,10 @@ public final class Connection: EventHandler {
     var lingerTimer: LoopTimer?
     /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
     var isOverflowing = false
+    /// `file` replies queued ahead of `output`, each after the output queued before it
+    /// (PublicDirectory.swift); their output and a small cost each is `fileQueueBytes`.
+    var files: [PendingFile] = []
+    var fileQueueBytes = 0
 
     init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int) {
         self.worker = worker
@@ -63,7 +70,7 @@ public final class Connection: EventHandler {
     /// Whether lines from the client are still handled.
     var acceptsLines: Bool { isOpen && !isQuitting }
     var currentRoom: String? { rooms.first?.name }
-    var pendingOutputBytes: Int { output.count - outputSent }
+    var pendingOutputBytes: Int { output.count - outputSent + fileQueueBytes }
 
     func isMember(of room: String) -> Bool {
         for joined in rooms where joined.name == room { return true }
@@ -115,6 +122,7 @@ public final class Connection: EventHandler {
     /// Writes as much of the queue as the socket takes.
     func flush() {
         defer { if transport.hasBufferedInput { scheduleRead() } }
+        if !files.isEmpty && !flushFiles() { return }
         while outputSent < output.count {
             let result = output.withBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
             switch result {
@@ -146,7 +154,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    private func watchWritable(_ on: Bool) {
+    func watchWritable(_ on: Bool) {
         guard on != isWatchingWritable, state != .closed else { return }
         isWatchingWritable = on
         EventLoop.current.modify(fd: fd, events: IOEvents.readable | IOEvents.readHangUp | (on ? IOEvents.writable : 0))

@@ -59,15 +59,30 @@ extension Worker {
             finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
             recycle(&call)
         case .async(let run):
-            Task.onLoop { [self, call] in
+            connection.track(call)
+            call.task = Task.onLoop { [self, call] in
                 var failure: String?
                 do {
                     try await run(call)
                 } catch {
-                    failure = Self.failureText(error, action: name, connection: connection)
+                    // A cancelled call's reply is not sent: its error is nobody's concern.
+                    if !call.isCancelled { failure = Self.failureText(error, action: name, connection: connection) }
                 }
+                connection.untrack(call)
+                call.task = nil
                 self.finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
             }
+        }
+    }
+
+    /// Cancels the connection's running actions: it has closed, or got its goodbye, so
+    /// their replies would never be sent. Each finishes (and is counted out) as soon as
+    /// its code sees the cancellation.
+    func cancelActions(of connection: Connection) {
+        var next = connection.runningCalls
+        while let call = next {
+            next = call.nextRunning
+            if !call.isCancelled { call.cancel() }
         }
     }
 
@@ -118,6 +133,25 @@ extension Worker {
 }
 
 extension Connection {
+    /// Adds an async call to the connection's running calls.
+    func track(_ call: ActionCall) {
+        call.nextRunning = runningCalls
+        runningCalls?.previousRunning = call
+        runningCalls = call
+    }
+
+    /// Removes a finished call from the connection's running calls.
+    func untrack(_ call: ActionCall) {
+        if let previous = call.previousRunning {
+            previous.nextRunning = call.nextRunning
+        } else if runningCalls === call {
+            runningCalls = call.nextRunning
+        }
+        call.nextRunning?.previousRunning = call.previousRunning
+        call.nextRunning = nil
+        call.previousRunning = nil
+    }
+
     /// Sets a sticky param, keeping the byte count used for the limits.
     func setSticky(_ key: String, _ value: JSON) {
         if let old = params[key] {

@@ -173,6 +173,7 @@ public final class Worker: BeforeSleepHook {
         guard connection.isOpen else { return }
         connection.send { ReplyWriter.goodbye(reason: reason, to: &$0) }
         connection.state = .closing
+        cancelActions(of: connection)
         leaveAllRooms(connection)
         log.info("connection.close", closeFields(connection, reason: reason))
         connection.flush()
@@ -192,10 +193,12 @@ public final class Worker: BeforeSleepHook {
     func release(_ connection: Connection) {
         guard connection.state != .closed else { return }
         connection.state = .closed
+        cancelActions(of: connection)
         connection.lingerTimer?.cancel()
         EventLoop.current.unregister(fd: connection.fd)
         connections[Int(connection.fd)] = nil
         connection.transport.close()
+        connection.closeFiles()
         outputBuffers.give(&connection.output)
         connectionCount -= 1
         bus.connectionCountChanged(connectionCount)

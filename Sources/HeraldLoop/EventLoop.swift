@@ -54,6 +54,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let remotePending = Atomic<Bool>(false)
 
     private var timers = TimerHeap()
+    /// Timers in `timers` that were cancelled before their deadline.
+    private var cancelledTimers = 0
     private var beforeSleep: [any BeforeSleepHook] = []
 
     private init() {
@@ -136,11 +138,29 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         return timer
     }
 
-    /// Suspends the calling task for `milliseconds` without blocking the loop.
+    /// Suspends the calling task for `milliseconds` without blocking the loop. Returns
+    /// early, at once, when the task is cancelled (check `Task.isCancelled` after it).
     @LoopActor
     public func sleep(milliseconds: Int) async {
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            schedule(afterMilliseconds: milliseconds) { continuation.resume() }
+        let sleeper = Sleeper()
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                sleeper.start(continuation, milliseconds: milliseconds, on: self)
+            }
+        } onCancel: {
+            sleeper.cancel()
+        }
+    }
+
+    /// A timer was cancelled before firing: it stays in the heap until its deadline, so
+    /// once cancelled timers are most of the heap they are swept out (a client could
+    /// otherwise pile up cancelled 24-hour timers).
+    @LoopActor
+    func timerCancelled() {
+        cancelledTimers += 1
+        if cancelledTimers > 256 && cancelledTimers > timers.count / 2 {
+            timers.removeCancelled()
+            cancelledTimers = 0
         }
     }
 
@@ -236,7 +256,47 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         guard !timers.isEmpty else { return }
         let now = Clock.monotonicNanos()
         while let timer = timers.popExpired(now: now) {
-            timer.fire()
+            if timer.isPending { timer.fire() } else { cancelledTimers -= 1 }
+        }
+    }
+}
+
+/// The state of one `EventLoop.sleep`: its timer and the task waiting for it. Touched
+/// on the loop thread only (a cancellation from elsewhere hops to the loop).
+private final class Sleeper: @unchecked Sendable {
+    private var continuation: UnsafeContinuation<Void, Never>?
+    private var timer: LoopTimer?
+    private var isCancelled = false
+
+    @LoopActor
+    func start(_ continuation: UnsafeContinuation<Void, Never>, milliseconds: Int, on loop: EventLoop) {
+        if isCancelled || Task.isCancelled { return continuation.resume() }
+        self.continuation = continuation
+        timer = loop.schedule(afterMilliseconds: milliseconds) { [self] in wake() }
+    }
+
+    @LoopActor
+    private func wake() {
+        timer?.cancel()
+        timer = nil
+        if let continuation {
+            self.continuation = nil
+            continuation.resume()
+        }
+    }
+
+    /// From the task's cancellation handler, which runs on the thread that cancelled.
+    func cancel() {
+        if EventLoop.current.isLoopThread {
+            LoopActor.assumeIsolated {
+                isCancelled = true
+                wake()
+            }
+        } else {
+            Task.onLoop { [self] in
+                isCancelled = true
+                wake()
+            }
         }
     }
 }

@@ -9,7 +9,11 @@ public final class LoopTimer: @unchecked Sendable {
     }
 
     /// Stops the timer from firing. Loop thread only.
-    @LoopActor public func cancel() { body = nil }
+    @LoopActor public func cancel() {
+        guard body != nil else { return }
+        body = nil
+        EventLoop.current.timerCancelled()
+    }
 
     @LoopActor public var isPending: Bool { body != nil }
 
@@ -25,6 +29,14 @@ struct TimerHeap {
     private var items: [LoopTimer] = []
 
     var isEmpty: Bool { items.isEmpty }
+    var count: Int { items.count }
+
+    /// Drops every cancelled timer (a sorted array is a valid heap).
+    @LoopActor
+    mutating func removeCancelled() {
+        items.removeAll { !$0.isPending }
+        items.sort { $0.deadline < $1.deadline }
+    }
 
     mutating func push(_ timer: LoopTimer) {
         items.append(timer)

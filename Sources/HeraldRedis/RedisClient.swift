@@ -78,16 +78,25 @@ public final class RedisClient: EventHandler {
     // MARK: Commands
 
     /// Sends a command and waits for its reply. An error reply throws `.server`.
-    /// The command is written in call order, before the first suspension.
+    /// The command is written in call order, before the first suspension. When the
+    /// waiting task is cancelled this throws `CancellationError` at once (the reply,
+    /// when it comes, is ignored).
     public func command(_ arguments: [[UInt8]]) async throws -> RedisReply {
-        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReply, any Error>) in
-            send(arguments) { result in
-                switch result {
-                case .success(.error(let message)): continuation.resume(throwing: RedisError.server(message))
-                case .success(let reply): continuation.resume(returning: reply)
-                case .failure(let error): continuation.resume(throwing: error)
+        let waiter = ReplyWaiter()
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReply, any Error>) in
+                waiter.continuation = continuation
+                send(arguments) { result in
+                    switch result {
+                    case .success(.error(let message)): waiter.finish(.failure(RedisError.server(message)))
+                    case .success(let reply): waiter.finish(.success(reply))
+                    case .failure(let error): waiter.finish(.failure(error))
+                    }
                 }
+                if Task.isCancelled { waiter.finish(.failure(CancellationError())) }
             }
+        } onCancel: {
+            waiter.cancel()
         }
     }
 
@@ -415,6 +424,28 @@ final class PendingCommand {
         timer?.cancel()
         timer = nil
         completion(result)
+    }
+}
+
+/// The task waiting in `RedisClient.command`: resumed once, by the reply or by the
+/// task's cancellation, whichever comes first. Loop thread only (a cancellation from
+/// elsewhere hops to the loop).
+final class ReplyWaiter: @unchecked Sendable {
+    var continuation: UnsafeContinuation<RedisReply, any Error>?
+
+    @LoopActor
+    func finish(_ result: Result<RedisReply, any Error>) {
+        guard let continuation else { return }
+        self.continuation = nil
+        continuation.resume(with: result)
+    }
+
+    func cancel() {
+        if EventLoop.current.isLoopThread {
+            LoopActor.assumeIsolated { finish(.failure(CancellationError())) }
+        } else {
+            Task.onLoop { [self] in finish(.failure(CancellationError())) }
+        }
     }
 }
 

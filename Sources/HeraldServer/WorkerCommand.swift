@@ -41,6 +41,7 @@ enum WorkerCommand {
     static func serve(_ configuration: Configuration, backends: BackendPlan, actions: [Action], listenFDs: [Int32],
                       controlFD: Int32?) -> Int32 {
         herald_ignore_sigpipe()
+        herald_return_large_frees()
         Sockets.raiseOpenFileLimit()
         // Host, pid and a random part: unique across hosts, and a later process that gets
         // the same pid is still another worker.

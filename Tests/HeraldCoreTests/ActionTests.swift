@@ -29,7 +29,23 @@ struct ActionTests {
         call.response["text"] = .string(call.string("text") ?? "")
     }
 
+    // The cancellation example of docs/actions.md.
+    static let countdown = Action(
+        name: "countdown",
+        description: "Waits `seconds` seconds, one at a time",
+        inputs: [.optional("seconds", default: 10)]
+    ) { call in
+        var left = min(max(Int(call.number("seconds") ?? 10), 0), 3_600)
+        while left > 0 {
+            await call.sleep(milliseconds: 1_000)  // returns at once if the client leaves
+            try call.checkCancellation()           // …then stop here: nobody reads the reply
+            left -= 1
+        }
+        call.response["waited"] = true
+    }
+
     @Test func aBodyWithoutAwaitIsSynchronous() {
+        guard case .async = Self.countdown.body else { Issue.record("countdown should be asynchronous"); return }
         guard case .sync = Self.greet.body else { Issue.record("greet should be synchronous"); return }
         guard case .async = Self.slowEcho.body else { Issue.record("slowEcho should be asynchronous"); return }
     }
@@ -101,5 +117,24 @@ struct VerbArgumentTests {
         #expect(buffer.capacity == 0, "the connection keeps nothing")
         let again = pool.take()
         #expect(again.isEmpty && again.capacity >= 1_024)
+    }
+}
+
+@Suite("file paths")
+struct PublicDirectoryPathTests {
+    @Test(arguments: [
+        ("hello.txt", ["hello.txt"]),
+        ("sub/nested.txt", ["sub", "nested.txt"]),
+        ("./sub//nested.txt", ["sub", "nested.txt"]),
+        ("a/./b", ["a", "b"]),
+        ("..hidden", ["..hidden"]),
+    ])
+    func servable(path: String, parts: [String]) {
+        #expect(PublicDirectory.components(of: path) == parts)
+    }
+
+    @Test(arguments: ["", "/etc/passwd", "..", "../x", "sub/../x", "a/..", "hello.txt\u{0}zzz", "\u{0}", "sub/", ".", "./", "./."])
+    func neverServed(path: String) {
+        #expect(PublicDirectory.components(of: path) == nil)
     }
 }

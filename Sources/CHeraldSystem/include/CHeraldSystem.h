@@ -55,6 +55,20 @@ int herald_memfd(const char *name);
 // The pid and uid of a unix socket's peer (SO_PEERCRED); 0, or -1 with errno.
 int herald_peer_credentials(int fd, int32_t *pid, uint32_t *uid);
 
+// Fixes malloc's mmap threshold at 128 KiB (glibc raises it, up to 32 MiB, each time a
+// large block is freed): blocks that large then always come from mmap and go back to
+// the system when freed, so a worker's memory returns after big requests are done.
+void herald_return_large_frees(void);
+
+// Reads like pread, but only what is in the page cache (preadv2 with RWF_NOWAIT):
+// -1 with errno EAGAIN when the data is not cached yet; then it asks the kernel to read
+// ahead `readahead` bytes from `offset` in the background. Where RWF_NOWAIT is not
+// supported it is a plain pread.
+ssize_t herald_pread_cached(int fd, void *buffer, size_t count, off_t offset, size_t readahead);
+
+// open(2)'s O_PATH (GNU: not shown to Swift).
+extern const int HERALD_O_PATH;
+
 int herald_errno(void);
 uint64_t herald_monotonic_ns(void);
 uint64_t herald_wall_ms(void);
