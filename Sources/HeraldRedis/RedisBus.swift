@@ -23,6 +23,10 @@ public final class RedisBus: RoomBus {
     let subscriber: RedisClient
     private let prefix: [UInt8]
     private let workerIDBytes: [UInt8]
+    /// What starts every message this worker publishes (see `BusFrame`).
+    private let frameHeader: [UInt8]
+    /// The message being published, reused (its capacity stays) so a publish allocates nothing.
+    private var message: [UInt8] = []
     private let workerKey: [UInt8]
     private let workerRoomsKey: [UInt8]
     private let workersKey: [UInt8]
@@ -60,6 +64,7 @@ public final class RedisBus: RoomBus {
         self.endpoint = endpoint
         self.prefix = Array(endpoint.prefix.utf8)
         self.workerIDBytes = Array(self.workerID.utf8)
+        self.frameHeader = BusFrame.header(origin: self.workerIDBytes)
         self.workerKey = prefix + Array("w:\(self.workerID)".utf8)
         self.workerRoomsKey = prefix + Array("w:\(self.workerID):rooms".utf8)
         self.workersKey = prefix + Array("workers".utf8)
@@ -217,10 +222,7 @@ public final class RedisBus: RoomBus {
     // MARK: Messages
 
     public func publish(room: String, senderID: String, line: [UInt8]) {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(workerIDBytes.count + line.count)
-        payload.append(contentsOf: workerIDBytes)
-        payload.append(contentsOf: line)
+        line.withBytes { BusFrame.encode(header: frameHeader, line: $0, into: &message) }
         let channel: [UInt8]
         if let cached = channelBytes[room] {
             channel = cached
@@ -228,7 +230,8 @@ public final class RedisBus: RoomBus {
             channel = Array(channelName(room).utf8)
             if localMembers[room] != nil { channelBytes[room] = channel }
         }
-        if !commands.sendAndForget([publishVerb, channel, payload]) {
+        defer { if message.capacity > 1 << 20 { message = [] } }  // (an unusually big one)
+        if !commands.sendAndForget([publishVerb, channel, message]) {
             droppedPublishes += 1
             if droppedPublishes == 1 || droppedPublishes % 1_000 == 0 {
                 log.warn("redis.publish.dropped", ["room": room, "dropped": String(droppedPublishes), "error": commands.lastError])
@@ -238,10 +241,8 @@ public final class RedisBus: RoomBus {
 
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
-        let idLength = workerIDBytes.count
-        guard payload.count > idLength else { return }
+        guard let (origin, line) = BusFrame.parse(payload) else { return }
         // Our own message: its members were served when it was said.
-        let origin = UnsafeRawBufferPointer(rebasing: payload[0..<idLength])
         if workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) }) { return }
         let room: String
         if lastChannel.withBytes({ $0.hasSameBytes(as: channel) }) {
@@ -255,7 +256,7 @@ public final class RedisBus: RoomBus {
             lastRoom = room
         }
         guard localMembers[room] != nil else { return }
-        deliver?(room, UnsafeRawBufferPointer(rebasing: payload[idLength...]))
+        deliver?(room, line)
     }
 
     // MARK: Names
