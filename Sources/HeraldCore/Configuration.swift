@@ -18,6 +18,8 @@ public struct Configuration: Sendable, Equatable {
     /// Rooms one connection may be in at once, and the longest room name.
     public var maxRoomsPerConnection = 100
     public var maxRoomNameBytes = 256
+    /// The longest chat line a `say` may produce, JSON-encoded as each member gets it.
+    public var maxSayBytes = 65_536
     public var maxOutputBytes = 1_048_576
     public var maxConnections = 100_000
     public var pendingShutdownWaitLimit = 5_000
@@ -68,7 +70,7 @@ public struct Configuration: Sendable, Equatable {
     public static let keys: [String] = [
         "port", "bind", "workers", "welcomeMessage", "defaultRoom", "announceJoinLeave",
         "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes",
-        "maxRoomsPerConnection", "maxRoomNameBytes",
+        "maxRoomsPerConnection", "maxRoomNameBytes", "maxSayBytes",
         "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisDatabase", "redisPrefix",
@@ -113,6 +115,7 @@ public struct Configuration: Sendable, Equatable {
         case "maxStickyParamBytes": maxStickyParamBytes = try int(min: 1)
         case "maxRoomsPerConnection": maxRoomsPerConnection = try int(min: 1)
         case "maxRoomNameBytes": maxRoomNameBytes = try int(min: 1)
+        case "maxSayBytes": maxSayBytes = try int(min: 256, max: 16_777_216)
         case "maxOutputBytes": maxOutputBytes = try int(min: 1_024)
         case "maxConnections": maxConnections = try int(min: 1)
         case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0)
@@ -162,6 +165,7 @@ public struct Configuration: Sendable, Equatable {
             ("maxStickyParamBytes", .number(Double(maxStickyParamBytes))),
             ("maxRoomsPerConnection", .number(Double(maxRoomsPerConnection))),
             ("maxRoomNameBytes", .number(Double(maxRoomNameBytes))),
+            ("maxSayBytes", .number(Double(maxSayBytes))),
             ("maxOutputBytes", .number(Double(maxOutputBytes))), ("maxConnections", .number(Double(maxConnections))),
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),

@@ -37,7 +37,8 @@ public final class Connection: EventHandler {
     var params = JSONObject()
     var paramBytes = 0
     /// Rooms in the order joined, with their join times; the first is the current room.
-    var rooms: [(name: String, joinedAt: Int)] = []
+    /// (Recorded by the worker's `Membership`, with the rooms' member lists.)
+    var rooms = ConnectionRooms()
 
     // Output.
     var output: [UInt8] = []
@@ -62,13 +63,10 @@ public final class Connection: EventHandler {
     var isOpen: Bool { state == .open || state == .draining }
     /// Whether lines from the client are still handled.
     var acceptsLines: Bool { isOpen && !isQuitting }
-    var currentRoom: String? { rooms.first?.name }
+    var currentRoom: String? { rooms.current }
     var pendingOutputBytes: Int { output.count - outputSent }
 
-    func isMember(of room: String) -> Bool {
-        for joined in rooms where joined.name == room { return true }
-        return false
-    }
+    func isMember(of room: String) -> Bool { rooms.contains(room) }
 
     public func handleEvents(_ events: UInt32) {
         if events & (IOEvents.readable | IOEvents.hangUp | IOEvents.error) != 0 {

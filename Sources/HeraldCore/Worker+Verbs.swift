@@ -57,9 +57,7 @@ extension Worker {
             if !connection.isMember(of: firstWord), firstWord.utf8.count > configuration.maxRoomNameBytes {
                 return reply("room names are at most \(configuration.maxRoomNameBytes) bytes", .bool(false))
             }
-            for room in connection.rooms.map(\.name) where room != firstWord { leave(connection, room: room, messageCount: nil) }
-            if connection.isMember(of: firstWord) { return ok(.bool(true)) }
-            join(connection, room: firstWord, messageCount: messageCount)
+            changeRoom(connection, room: firstWord, messageCount: messageCount)
 
         case .roomView:
             let room = firstWord.isEmpty ? connection.currentRoom : firstWord
@@ -115,7 +113,7 @@ extension Worker {
             ("connectedAt", .number(Double(connection.connectedAt))),
         ])
         if let room = connection.currentRoom { data.append("room", .string(room)) }
-        data.append("rooms", .array(connection.rooms.map { .string($0.name) }))
+        data.append("rooms", .array(connection.rooms.names.map { .string($0) }))
         data.append("totalActions", .number(Double(connection.totalActions)))
         data.append("pendingActions", .number(Double(connection.pendingActions)))
         return data

@@ -18,8 +18,10 @@ public final class Worker: BeforeSleepHook {
     private var listeners: [Listener] = []
     private var connections: [Connection?] = []  // by fd
     private(set) var connectionCount = 0
-    /// Members of each room on this worker.
-    var localRooms: [String: RoomMembers] = [:]
+    /// Room membership on this worker (each connection's rooms, each room's members).
+    let membership = Membership()
+    /// Connections whose input is held until the bus drains (`.busBacklog`).
+    var heldForBus: [Connection] = []
     /// Connections to drop at the end of this iteration (they stopped reading).
     var overflowing: [Connection] = []
     /// Connections with output to write at the end of this loop iteration.
@@ -57,7 +59,9 @@ public final class Worker: BeforeSleepHook {
     public func start(listening sockets: [ListeningSocket], onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
-        bus.start { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) }
+        bus.start(membership: membership,
+                  deliver: { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) },
+                  drained: { [unowned self] in self.busDrained() })
         for socket in sockets {
             let listener = Listener(socket: socket, worker: self)
             try listener.start()
@@ -68,7 +72,7 @@ public final class Worker: BeforeSleepHook {
 
     /// This worker's counts.
     public var statistics: (connections: Int, rooms: Int, totalActions: Int, pendingActions: Int) {
-        (connectionCount, localRooms.count, totalActions, pendingActions)
+        (connectionCount, membership.roomCount, totalActions, pendingActions)
     }
 
     // MARK: Connections
@@ -111,7 +115,7 @@ public final class Worker: BeforeSleepHook {
         log.info("connection.open", ["id": connection.id.string, "remote": "\(ip):\(port)"])
         let room = configuration.defaultRoom.isEmpty ? nil : configuration.defaultRoom
         connection.send { ReplyWriter.welcome(configuration.welcomeMessage, room: room, to: &$0) }
-        if let room { join(connection, room: room, messageCount: nil) }
+        if let room { joinDefaultRoom(connection, room: room) }
     }
 
     /// Reads what the connection has sent and handles each complete line.

@@ -25,7 +25,7 @@ public final class RedisBus: RoomBus {
     private let workerIDBytes: [UInt8]
     /// What starts every message this worker publishes (see `BusFrame`).
     private let frameHeader: [UInt8]
-    /// The message being published, reused (its capacity stays) so a publish allocates nothing.
+    /// The message being published, reused (its capacity stays) so a publish copies it once.
     private var message: [UInt8] = []
     private let workerKey: [UInt8]
     private let workerRoomsKey: [UInt8]
@@ -34,8 +34,8 @@ public final class RedisBus: RoomBus {
     private let channelPrefix: [UInt8]
 
     private var deliver: (@LoopActor (String, UnsafeRawBufferPointer) -> Void)?
-    /// This worker's members: room → member id → joinedAt.
-    private var localMembers: [String: [String: Int]] = [:]
+    /// The worker's record of its members (the bus keeps no copy).
+    private var membership = Membership()
     private var connectionCount = 0
     private var heartbeatTimer: LoopTimer?
     private var countTimer: LoopTimer?
@@ -58,7 +58,8 @@ public final class RedisBus: RoomBus {
     private let reapScript = RedisScript(Lua.reap)
     private var scripts: [RedisScript] { [joinScript, leaveScript, membersScript, heartbeatScript, reapScript] }
 
-    public init(endpoint: RedisEndpoint, workerID: String? = nil, commandTimeout: Int = 2_000) {
+    public init(endpoint: RedisEndpoint, workerID: String? = nil, commandTimeout: Int = 2_000,
+                publishHighWater: Int = 1 << 20) {
         var random = FastRandom()
         self.workerID = workerID ?? ConnectionID(using: &random).string
         self.endpoint = endpoint
@@ -71,13 +72,17 @@ public final class RedisBus: RoomBus {
         self.roomsKey = prefix + Array("rooms".utf8)
         self.channelPrefix = prefix + Array("room:".utf8)
         commands = RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout)
+        commands.publishHighWater = publishHighWater
         subscriber = RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout)
     }
 
     public var isLocalOnly: Bool { false }
 
-    public func start(deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void) {
+    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void,
+                      drained: @escaping @LoopActor () -> Void) {
+        self.membership = membership
         self.deliver = deliver
+        commands.onPublishDrained = drained
         commands.onReady = { [unowned self] in
             for script in scripts { script.load(on: commands) }
             resync()
@@ -105,30 +110,29 @@ public final class RedisBus: RoomBus {
     // MARK: Membership
 
     public func join(room: String, member: RoomMember) async throws {
-        localMembers[room, default: [:]][member.id] = member.joinedAt
-        let waiter = subscriber.subscribe(channelName(room))
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let waiter = subscriber.subscribe(channelName(room))
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
         _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
         try await waiter?.wait()
     }
 
-    public func leave(room: String, memberID: String) async throws {
-        var lastHere = true
-        if var members = localMembers[room] {
-            members[memberID] = nil
-            lastHere = members.isEmpty
-            localMembers[room] = lastHere ? nil : members
-        }
-        if lastHere {
-            subscriber.unsubscribe(channelName(room))
-            channelBytes[room] = nil
-        }
+    public func leave(room: String, memberID: String, lastHere: Bool) async throws {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                       arguments: [Array(memberID.utf8), Array(room.utf8), Array((lastHere ? "1" : "0").utf8)])
     }
+
+    public func roomVacated(_ room: String) {
+        subscriber.unsubscribe(channelName(room))
+        if lastRoom == room {
+            lastChannel = []
+            lastRoom = ""
+        }
+    }
+
+    public var isCongested: Bool { commands.isPublishCongested }
 
     public func members(of room: String) async throws -> [RoomMember] {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
@@ -174,22 +178,22 @@ public final class RedisBus: RoomBus {
         commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
                        workerIDBytes, Array("0".utf8)]) { _ in }
         var registered = 0
-        for (room, members) in localMembers {
-            var arguments: [[UInt8]] = [Array(room.utf8)]
-            arguments.reserveCapacity(1 + 2 * members.count)
-            for (id, joinedAt) in members {
-                arguments.append(Array(id.utf8))
-                arguments.append(Array("\(joinedAt) ".utf8) + workerIDBytes)
+        var rooms = 0
+        membership.forEachRoom { room, members in
+            var command: [[UInt8]] = [Array("EVAL".utf8), Array(Lua.join.utf8), Array("3".utf8),
+                                      roomKey(room), roomsKey, workerRoomsKey, Array(room.utf8)]
+            command.reserveCapacity(7 + 2 * members.count)
+            for member in members {
+                command.append(Array(member.id.utf8))
+                command.append(Array("\(member.joinedAt) ".utf8) + workerIDBytes)
             }
             registered += members.count
-            var command: [[UInt8]] = [Array("EVAL".utf8), Array(Lua.join.utf8), Array("3".utf8),
-                                      roomKey(room), roomsKey, workerRoomsKey]
-            command.append(contentsOf: arguments)
+            rooms += 1
             commands.send(command) { result in
                 if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
             }
         }
-        log.info("redis.registered", ["workerId": workerID, "rooms": String(localMembers.count), "members": String(registered)])
+        log.info("redis.registered", ["workerId": workerID, "rooms": String(rooms), "members": String(registered)])
     }
 
     private func scheduleHeartbeat() {
@@ -212,7 +216,7 @@ public final class RedisBus: RoomBus {
         commands.send([Array("EVAL".utf8), Array(Lua.heartbeat.utf8), Array("2".utf8), workerKey, workersKey,
                        Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8), workerIDBytes]) { [weak self] result in
             guard let self else { return }
-            if checkRegistration, case .success(.integer(0)) = result, !self.localMembers.isEmpty {
+            if checkRegistration, case .success(.integer(0)) = result, !self.membership.isEmpty {
                 log.warn("redis.worker.lost", ["workerId": self.workerID, "reason": "heartbeat key was gone; registering again"])
                 self.resync()
             }
@@ -223,15 +227,11 @@ public final class RedisBus: RoomBus {
 
     public func publish(room: String, senderID: String, line: [UInt8]) {
         line.withBytes { BusFrame.encode(header: frameHeader, line: $0, into: &message) }
-        let channel: [UInt8]
-        if let cached = channelBytes[room] {
-            channel = cached
-        } else {
-            channel = Array(channelName(room).utf8)
-            if localMembers[room] != nil { channelBytes[room] = channel }
-        }
+        channel.removeAll(keepingCapacity: true)
+        channel.append(contentsOf: channelPrefix)
+        channel.append(contentsOf: room.utf8)
         defer { if message.capacity > 1 << 20 { message = [] } }  // (an unusually big one)
-        if !commands.sendAndForget([publishVerb, channel, message]) {
+        if !commands.publish([publishVerb, channel, message], bytes: message.count) {
             droppedPublishes += 1
             if droppedPublishes == 1 || droppedPublishes % 1_000 == 0 {
                 log.warn("redis.publish.dropped", ["room": room, "dropped": String(droppedPublishes), "error": commands.lastError])
@@ -255,15 +255,14 @@ public final class RedisBus: RoomBus {
             lastChannel = Array(channel)
             lastRoom = room
         }
-        guard localMembers[room] != nil else { return }
         deliver?(room, line)
     }
 
     // MARK: Names
 
     private let publishVerb = Array("PUBLISH".utf8)
-    /// Channel names of the rooms this worker has members in.
-    private var channelBytes: [String: [UInt8]] = [:]
+    /// The channel of the message being published, reused.
+    private var channel: [UInt8] = []
 
     func channelName(_ room: String) -> String { endpoint.prefix + "room:" + room }
     func roomKey(_ room: String) -> [UInt8] { prefix + Array("r:".utf8) + Array(room.utf8) }
