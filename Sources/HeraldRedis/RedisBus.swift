@@ -82,7 +82,8 @@ public final class RedisBus: RoomBus {
                       drained: @escaping @LoopActor () -> Void) {
         self.membership = membership
         self.deliver = deliver
-        commands.onPublishDrained = drained
+        self.drained = drained
+        commands.onPublishDrained = { [unowned self] in if !self.subscribersBacklogged { self.drained?() } }
         commands.onReady = { [unowned self] in
             for script in scripts { script.load(on: commands) }
             resync()
@@ -132,7 +133,78 @@ public final class RedisBus: RoomBus {
         }
     }
 
-    public var isCongested: Bool { commands.isPublishCongested }
+    public var isCongested: Bool { commands.isPublishCongested || subscribersBacklogged }
+
+    // MARK: Backpressure
+    //
+    // Two signals make the bus congested: this worker's own publishes not yet
+    // acknowledged by Redis (past `publishHighWater`, in RedisClient), and the output
+    // buffers Redis holds for the cluster's subscribers (a worker that reads its channels
+    // slower than they are said into): after each `backlogCheckBytes` published, the bus
+    // asks `CLIENT LIST TYPE pubsub`; past `subscriberBacklogLimit` of `omem` on any
+    // subscriber it is congested, and asks again every 10 ms until that is back under.
+    // Redis closes a subscriber past 32 MB (or 8 MB for 60 s) by default.
+
+    static let backlogCheckBytes = 1 << 20
+    static let subscriberBacklogLimit = 4 << 20
+    private var drained: (@LoopActor () -> Void)?
+    private var publishedSinceCheck = 0
+    private var backlogCheckInFlight = false
+    private(set) var subscribersBacklogged = false
+    private var backlogCheckRefused = false
+    private let clientListCommand: [[UInt8]] = [Array("CLIENT".utf8), Array("LIST".utf8), Array("TYPE".utf8), Array("pubsub".utf8)]
+
+    private func checkSubscriberBacklog() {
+        guard !backlogCheckInFlight, !backlogCheckRefused, !stopped, commands.isReady else { return }
+        backlogCheckInFlight = true
+        publishedSinceCheck = 0
+        commands.send(clientListCommand) { [weak self] result in
+            guard let self else { return }
+            self.backlogCheckInFlight = false
+            let was = self.subscribersBacklogged
+            switch result {
+            case .success(.string(let text)):
+                let largest = Self.largestOutputBuffer(clientList: text)
+                self.subscribersBacklogged = largest > Self.subscriberBacklogLimit
+                if self.subscribersBacklogged {
+                    if !was { log.info("redis.subscriber.backlog", ["bytes": String(largest), "action": "slowing says until it drains"]) }
+                    EventLoop.current.schedule(afterMilliseconds: 10) { [weak self] in self?.checkSubscriberBacklog() }
+                }
+            case .success(.error(let message)):
+                // (A Redis that refuses CLIENT, e.g. by ACL: acknowledgements alone then.)
+                self.backlogCheckRefused = true
+                self.subscribersBacklogged = false
+                log.warn("redis.subscriber.backlog.unchecked", ["error": message])
+            default:
+                self.subscribersBacklogged = false
+            }
+            if was && !self.isCongested { self.drained?() }
+        }
+    }
+
+    /// The largest `omem=` (bytes Redis queued for a client beyond its fixed buffer) in a
+    /// `CLIENT LIST` reply.
+    nonisolated static func largestOutputBuffer(clientList: [UInt8]) -> Int {
+        let key = Array("omem=".utf8)
+        var largest = 0
+        var index = 0
+        let end = clientList.count
+        while index + key.count <= end {
+            if clientList[index] == key[0] && Array(clientList[index..<(index + key.count)]) == key
+                && (index == 0 || clientList[index - 1] == UInt8(ascii: " ")) {
+                index += key.count
+                var value = 0
+                while index < end, clientList[index] >= UInt8(ascii: "0"), clientList[index] <= UInt8(ascii: "9") {
+                    value = value &* 10 &+ Int(clientList[index] - UInt8(ascii: "0"))
+                    index += 1
+                }
+                largest = max(largest, value)
+            } else {
+                index += 1
+            }
+        }
+        return largest
+    }
 
     public func members(of room: String) async throws -> [RoomMember] {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
@@ -231,6 +303,8 @@ public final class RedisBus: RoomBus {
         channel.append(contentsOf: channelPrefix)
         channel.append(contentsOf: room.utf8)
         defer { if message.capacity > 1 << 20 { message = [] } }  // (an unusually big one)
+        publishedSinceCheck += message.count
+        if publishedSinceCheck >= Self.backlogCheckBytes { checkSubscriberBacklog() }
         if !commands.publish([publishVerb, channel, message], bytes: message.count) {
             droppedPublishes += 1
             if droppedPublishes == 1 || droppedPublishes % 1_000 == 0 {

@@ -60,3 +60,20 @@ import Testing
         #expect(message == [1, 1, UInt8(ascii: "w")] + Array("2nd".utf8))
     }
 }
+
+@Suite struct SubscriberBacklogTests {
+    @Test("the largest omem of a CLIENT LIST reply")
+    func largestOutputBuffer() {
+        let list = """
+            id=3 addr=127.0.0.1:50000 laddr=127.0.0.1:6379 fd=8 name= age=0 idle=0 flags=P db=0 sub=1 psub=0 obl=0 oll=0 omem=0 tot-mem=20512 cmd=subscribe
+            id=4 addr=127.0.0.1:50001 laddr=127.0.0.1:6379 fd=9 name= age=3 idle=0 flags=P db=0 sub=9 psub=0 obl=0 oll=12 omem=5242880 tot-mem=5263392 cmd=subscribe
+            id=5 addr=127.0.0.1:50002 laddr=127.0.0.1:6379 fd=10 name=xomem=99999999 omem=17 cmd=subscribe
+
+            """
+        #expect(SubscriberBacklogTests.largest(list) == 5_242_880)
+        #expect(SubscriberBacklogTests.largest("") == 0)
+        #expect(SubscriberBacklogTests.largest("omem=12") == 12)
+    }
+
+    static func largest(_ text: String) -> Int { RedisBus.largestOutputBuffer(clientList: Array(text.utf8)) }
+}
