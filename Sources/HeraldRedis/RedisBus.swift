@@ -155,7 +155,15 @@ public final class RedisBus: RoomBus {
     private let clientListCommand: [[UInt8]] = [Array("CLIENT".utf8), Array("LIST".utf8), Array("TYPE".utf8), Array("pubsub".utf8)]
 
     private func checkSubscriberBacklog() {
-        guard !backlogCheckInFlight, !backlogCheckRefused, !stopped, commands.isReady else { return }
+        guard !backlogCheckInFlight else { return }
+        guard !backlogCheckRefused, !stopped, commands.isReady else {
+            // Cannot ask now (Redis lost: the subscribers' buffers went with it).
+            if subscribersBacklogged {
+                subscribersBacklogged = false
+                if !isCongested { drained?() }
+            }
+            return
+        }
         backlogCheckInFlight = true
         publishedSinceCheck = 0
         commands.send(clientListCommand) { [weak self] result in
