@@ -20,7 +20,9 @@ extension Worker {
             return
         }
         let member = RoomMember(id: connection.id.string, joinedAt: joinedAt)
+        if messageCount != nil { connection.pendingReplies += 1 }
         Task.onLoop { [self] in
+            defer { if messageCount != nil { replyFinished(connection) } }
             do {
                 try await bus.join(room: room, member: member)
                 if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
@@ -40,7 +42,9 @@ extension Worker {
             return
         }
         let id = connection.id.string
+        if messageCount != nil { connection.pendingReplies += 1 }
         Task.onLoop { [self] in
+            defer { if messageCount != nil { replyFinished(connection) } }
             do {
                 try await bus.leave(room: room, memberID: id)
             } catch {
@@ -67,7 +71,9 @@ extension Worker {
             }
             return replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
         }
+        connection.pendingReplies += 1
         Task.onLoop { [self] in
+            defer { replyFinished(connection) }
             do {
                 let members = try await bus.members(of: room)
                 replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
@@ -134,6 +140,7 @@ extension Worker {
 
     func replyVerb(_ connection: Connection, _ status: String, _ data: JSON?, _ messageCount: Int) {
         guard connection.isOpen else { return }
-        connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
+        connection.send({ ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) },
+                        tooBig: { Self.replyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
     }
 }
