@@ -33,7 +33,7 @@ struct PublicDirectory {
 extension Worker {
     func sendFile(_ path: String, to connection: Connection, messageCount: Int) {
         if let bytes = publicDirectory.read(path) {
-            connection.send { $0.append(contentsOf: bytes) }
+            connection.send(body: bytes)
         } else {
             connection.send {
                 ReplyWriter.actionReply(fields: JSONObject(), error: "Error: That file is not found (\(path))",

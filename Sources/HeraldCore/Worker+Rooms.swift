@@ -22,14 +22,14 @@ extension Worker {
             recordJoin(connection, room: room, joinedAt: Clock.wallMillis())
             return replyVerb(connection, "OK", .bool(true), messageCount)
         }
-        holdInput(connection, .roomOperations)
+        beginRoomOperation(connection)
         Task.onLoop { [self] in
             if let failure = await joinThroughBus(connection, room: room) {
                 replyVerb(connection, "the room could not be joined (\(failure))", .bool(false), messageCount)
             } else {
                 replyVerb(connection, "OK", .bool(true), messageCount)
             }
-            releaseInput(connection, .roomOperations)
+            endRoomOperation(connection)
         }
     }
 
@@ -40,14 +40,14 @@ extension Worker {
             recordLeave(connection, room: room)
             return replyVerb(connection, "OK", .bool(true), messageCount)
         }
-        holdInput(connection, .roomOperations)
+        beginRoomOperation(connection)
         Task.onLoop { [self] in
             if let failure = await leaveThroughBus(connection, room: room) {
                 replyVerb(connection, "the room could not be left (\(failure))", .bool(false), messageCount)
             } else {
                 replyVerb(connection, "OK", .bool(true), messageCount)
             }
-            releaseInput(connection, .roomOperations)
+            endRoomOperation(connection)
         }
     }
 
@@ -59,9 +59,9 @@ extension Worker {
             if !connection.isMember(of: room) { recordJoin(connection, room: room, joinedAt: Clock.wallMillis()) }
             return replyVerb(connection, "OK", .bool(true), messageCount)
         }
-        holdInput(connection, .roomOperations)
+        beginRoomOperation(connection)
         Task.onLoop { [self] in
-            defer { releaseInput(connection, .roomOperations) }
+            defer { endRoomOperation(connection) }
             for other in connection.rooms.names where other != room {
                 guard connection.isOpen else { return }
                 if let failure = await leaveThroughBus(connection, room: other) {
@@ -73,6 +73,18 @@ extension Worker {
             }
             replyVerb(connection, "OK", .bool(true), messageCount)
         }
+    }
+
+    /// A room operation with a reply waits for the bus: the connection's input is held
+    /// meanwhile, and the reply is owed (a half-closed connection waits for it).
+    private func beginRoomOperation(_ connection: Connection) {
+        holdInput(connection, .roomOperations)
+        connection.pendingReplies += 1
+    }
+
+    private func endRoomOperation(_ connection: Connection) {
+        releaseInput(connection, .roomOperations)
+        replyFinished(connection)
     }
 
     /// The default room, joined on connect: recorded at once (the welcome line named it),
@@ -167,7 +179,9 @@ extension Worker {
         guard !bus.isLocalOnly else {
             return replyVerb(connection, "OK", Self.roomView(room, membership.memberList(of: room)), messageCount)
         }
+        connection.pendingReplies += 1
         Task.onLoop { [self] in
+            defer { replyFinished(connection) }
             do {
                 let members = try await bus.members(of: room)
                 replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
@@ -255,6 +269,7 @@ extension Worker {
 
     func replyVerb(_ connection: Connection, _ status: String, _ data: JSON?, _ messageCount: Int) {
         guard connection.isOpen else { return }
-        connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
+        connection.send({ ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) },
+                        tooBig: { Self.replyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
     }
 }
