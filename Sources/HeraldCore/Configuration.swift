@@ -14,11 +14,25 @@ public struct Configuration: Sendable, Equatable {
     public var maxLineBytes = 1_048_576
     public var simultaneousActions = 5
     public var maxStickyParams = 1_000
-    public var maxStickyParamBytes = 8_388_608
+    /// Sticky params are counted as JSON-encoded (`"key":"value",`, escapes included), so
+    /// that `paramsView` and `detailsView` stay under `maxOutputBytes`: all of a
+    /// connection's params together, and one param.
+    public var maxStickyParamBytes = 1_000_000
+    public var maxStickyParamValueBytes = 1_000_000
     /// Rooms one connection may be in at once, and the longest room name.
     public var maxRoomsPerConnection = 100
     public var maxRoomNameBytes = 256
+    /// The longest chat line a `say` may produce, JSON-encoded as each member gets it.
+    public var maxSayBytes = 65_536
     public var maxOutputBytes = 1_048_576
+    /// Milliseconds a started line has to end; 0 is off.
+    public var lineTimeout = 30_000
+    /// Milliseconds without input after which a connection (with nothing pending) is
+    /// closed; 0 is off.
+    public var idleTimeout = 0
+    /// Milliseconds a connection whose input is held for its output backlog may go
+    /// without reading any of that output before it is dropped; 0 is off.
+    public var outputStallTimeout = 10_000
     public var maxConnections = 100_000
     public var pendingShutdownWaitLimit = 5_000
     /// Milliseconds between keep-alive lines; 0 is off.
@@ -70,9 +84,9 @@ public struct Configuration: Sendable, Equatable {
     /// Every key, in the order `herald config` and the docs list them.
     public static let keys: [String] = [
         "port", "bind", "workers", "welcomeMessage", "defaultRoom", "announceJoinLeave",
-        "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes",
-        "maxRoomsPerConnection", "maxRoomNameBytes",
-        "maxOutputBytes", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
+        "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes", "maxStickyParamValueBytes",
+        "maxRoomsPerConnection", "maxRoomNameBytes", "maxSayBytes",
+        "maxOutputBytes", "lineTimeout", "idleTimeout", "outputStallTimeout", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisPasswordFile",
         "redisDatabase", "redisPrefix",
@@ -124,9 +138,14 @@ public struct Configuration: Sendable, Equatable {
         case "simultaneousActions": simultaneousActions = try int(min: 1, max: 10_000)
         case "maxStickyParams": maxStickyParams = try int(min: 1, max: 1_000_000)
         case "maxStickyParamBytes": maxStickyParamBytes = try int(min: 1, max: 1_073_741_824)
+        case "maxStickyParamValueBytes": maxStickyParamValueBytes = try int(min: 1, max: 1_073_741_824)
         case "maxRoomsPerConnection": maxRoomsPerConnection = try int(min: 1, max: 100_000)
         case "maxRoomNameBytes": maxRoomNameBytes = try int(min: 1, max: 65_536)
+        case "maxSayBytes": maxSayBytes = try int(min: 256, max: 16_777_216)
         case "maxOutputBytes": maxOutputBytes = try int(min: 1_024, max: 1_073_741_824)
+        case "lineTimeout": lineTimeout = try int(min: 0, max: 86_400_000)
+        case "idleTimeout": idleTimeout = try int(min: 0, max: 604_800_000)
+        case "outputStallTimeout": outputStallTimeout = try int(min: 0, max: 86_400_000)
         case "maxConnections": maxConnections = try int(min: 1, max: 10_000_000)
         case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0, max: 3_600_000)
         case "keepAliveInterval": keepAliveInterval = try int(min: 0, max: 86_400_000)
@@ -174,9 +193,14 @@ public struct Configuration: Sendable, Equatable {
             ("simultaneousActions", .number(Double(simultaneousActions))),
             ("maxStickyParams", .number(Double(maxStickyParams))),
             ("maxStickyParamBytes", .number(Double(maxStickyParamBytes))),
+            ("maxStickyParamValueBytes", .number(Double(maxStickyParamValueBytes))),
             ("maxRoomsPerConnection", .number(Double(maxRoomsPerConnection))),
             ("maxRoomNameBytes", .number(Double(maxRoomNameBytes))),
-            ("maxOutputBytes", .number(Double(maxOutputBytes))), ("maxConnections", .number(Double(maxConnections))),
+            ("maxSayBytes", .number(Double(maxSayBytes))),
+            ("maxOutputBytes", .number(Double(maxOutputBytes))),
+            ("lineTimeout", .number(Double(lineTimeout))), ("idleTimeout", .number(Double(idleTimeout))),
+            ("outputStallTimeout", .number(Double(outputStallTimeout))),
+            ("maxConnections", .number(Double(maxConnections))),
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),
             ("logLevel", .string(logLevel)), ("logFile", .string(logFile)),

@@ -17,6 +17,14 @@ public final class Connection: EventHandler {
         case closed
     }
 
+    /// Why the connection's input is not being parsed right now; empty: reading normally.
+    struct InputHolds: OptionSet, Sendable {
+        let rawValue: UInt8
+        static let outputBacklog   = InputHolds(rawValue: 1 << 0)  // its output is over the high-water mark
+        static let busBacklog      = InputHolds(rawValue: 1 << 1)  // its says outpace the Redis bus
+        static let roomOperations  = InputHolds(rawValue: 1 << 2)  // too many room operations in flight
+    }
+
     unowned(unsafe) let worker: Worker  // the worker outlives its connections
     let transport: any Transport
     let id: ConnectionID
@@ -29,6 +37,25 @@ public final class Connection: EventHandler {
     /// The client asked to quit: later lines are ignored.
     var isQuitting = false
 
+    // Input.
+    /// Set by `Worker.holdInput`: while not empty, input is neither parsed nor read.
+    var inputHolds: InputHolds = []
+    /// The client half-closed (end of file): what it sent is answered, then it is closed.
+    var inputEnded = false
+    /// Replies still owed besides actions (verbs waiting on Redis): the connection is
+    /// not closed after a half-close until they are sent.
+    var pendingReplies = 0
+    /// Monotonic ms when the unfinished line began (0: none), and `framer.linesStarted` then.
+    var lineStartedAt = 0
+    var lineStartCount: UInt = 0
+    /// Monotonic ms of the last input (kept only with an idle timeout), and of the last
+    /// output progress while the input is held for the output backlog.
+    var lastInputAt = 0
+    var lastOutputProgressAt = 0
+    var isQueuedForResume = false
+    /// The epoll events registered for the fd.
+    var registeredEvents: UInt32 = IOEvents.readable | IOEvents.readHangUp
+
     // Protocol state.
     var framer: LineFramer
     var messageCount = 0
@@ -37,7 +64,8 @@ public final class Connection: EventHandler {
     var params = JSONObject()
     var paramBytes = 0
     /// Rooms in the order joined, with their join times; the first is the current room.
-    var rooms: [(name: String, joinedAt: Int)] = []
+    /// (Recorded by the worker's `Membership`, with the rooms' member lists.)
+    var rooms = ConnectionRooms()
     /// The async actions running for this connection (a list through the calls),
     /// cancelled when it closes.
     var runningCalls: ActionCall?
@@ -50,6 +78,7 @@ public final class Connection: EventHandler {
     var lingerTimer: LoopTimer?
     /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
     var isOverflowing = false
+    var overflowDetail = ""
     /// `file` replies queued ahead of `output`, each after the output queued before it
     /// (PublicDirectory.swift); their output and a small cost each is `fileQueueBytes`.
     var files: [PendingFile] = []
@@ -63,23 +92,36 @@ public final class Connection: EventHandler {
         self.remotePort = remotePort
         self.connectedAt = Clock.wallMillis()
         self.framer = LineFramer(maxLineBytes: maxLineBytes)
+        self.lastInputAt = Clock.monotonicMillis
     }
 
     var fd: Int32 { transport.fd }
     var isOpen: Bool { state == .open || state == .draining }
     /// Whether lines from the client are still handled.
     var acceptsLines: Bool { isOpen && !isQuitting }
-    var currentRoom: String? { rooms.first?.name }
+    var currentRoom: String? { rooms.current }
     var pendingOutputBytes: Int { output.count - outputSent + fileQueueBytes }
 
-    func isMember(of room: String) -> Bool {
-        for joined in rooms where joined.name == room { return true }
-        return false
+    func isMember(of room: String) -> Bool { rooms.contains(room) }
+
+    /// Whether the socket is read: not while the input is held, nor after its end.
+    var wantsInput: Bool {
+        switch state {
+        case .open, .draining: return inputHolds.isEmpty && !inputEnded
+        case .closing, .lingering: return !inputEnded
+        case .closed: return false
+        }
     }
 
     public func handleEvents(_ events: UInt32) {
         if events & (IOEvents.readable | IOEvents.hangUp | IOEvents.error) != 0 {
-            worker.readable(self)
+            if wantsInput {
+                worker.readable(self)
+            } else if events & (IOEvents.hangUp | IOEvents.error) != 0 {
+                // Not reading (held, or after a half-close), but the socket failed.
+                worker.drop(self, reason: SocketStatus.pendingError(fd).map { "socket error: \($0)" } ?? "connection reset")
+                return
+            }
         }
         if events & IOEvents.writable != 0 && state != .closed {
             // A read that was waiting for the socket to drain (TLS) is retried first.
@@ -94,28 +136,101 @@ public final class Connection: EventHandler {
 
     // MARK: Sending
 
-    /// Appends to the output queue through `write` unless the queue is over the limit,
-    /// in which case the connection is dropped (a client that does not read).
+    /// Appends one line to the output queue through `write`. A client whose queue is
+    /// already over `maxOutputBytes` is not reading: it is dropped (with a log line) and
+    /// its queue freed. A line that alone is bigger than `maxOutputBytes` is not queued:
+    /// `tooBig` writes a short error instead when given; otherwise the client is
+    /// dropped. So a queue never holds more than `maxOutputBytes` plus one line.
     func send(_ write: (inout [UInt8]) -> Void) {
-        guard state != .closed && state != .lingering && !isOverflowing else { return }
-        if pendingOutputBytes > worker.configuration.maxOutputBytes {
-            // Dropped at the end of this loop iteration, not here: `send` may be called
-            // while the worker walks a room's members, which the drop would change.
-            isOverflowing = true
-            worker.dropAfterThisIteration(self)
-            return
-        }
+        append(write, hasFallback: false) { _, _ in }
+    }
+
+    /// `send`, with `tooBig(&output, lineBytes)` writing what the client gets instead of
+    /// a line bigger than `maxOutputBytes` (an error reply with the same messageCount).
+    func send(_ write: (inout [UInt8]) -> Void, tooBig: (inout [UInt8], Int) -> Void) {
+        append(write, hasFallback: true, tooBig)
+    }
+
+    private func append(_ write: (inout [UInt8]) -> Void, hasFallback: Bool, _ tooBig: (inout [UInt8], Int) -> Void) {
+        guard acceptsOutput() else { return }
         // An idle connection holds no output buffer; a busy one borrows one from the
         // worker's pool, with room for a batch of replies.
         if output.capacity == 0 { output = worker.outputBuffers.take() }
+        let before = output.count
         write(&output)
+        let lineBytes = output.count - before
+        if lineBytes > worker.configuration.maxOutputBytes {
+            output.removeSubrange(before...)
+            log.warn("output.lineTooBig", ["id": id.string, "bytes": String(lineBytes),
+                                           "maxOutputBytes": String(worker.configuration.maxOutputBytes)])
+            if hasFallback {
+                tooBig(&output, lineBytes)
+                if output.capacity > worker.configuration.maxOutputBytes * 2 {
+                    // Give back the memory the encoding took.
+                    var smaller = worker.outputBuffers.take()
+                    smaller.append(contentsOf: output[outputSent...])
+                    output = smaller
+                    outputSent = 0
+                }
+            } else {
+                overflow(line: lineBytes)
+                return
+            }
+        }
+        queueForFlush()
+    }
+
+    /// Appends bytes already encoded (a chat line, shared by every member of a room).
+    /// A line bigger than `maxOutputBytes` is not delivered.
+    func send(raw bytes: UnsafeRawBufferPointer) {
+        guard acceptsOutput() else { return }
+        guard bytes.count <= worker.configuration.maxOutputBytes else {
+            log.warn("output.lineTooBig", ["id": id.string, "bytes": String(bytes.count),
+                                           "maxOutputBytes": String(worker.configuration.maxOutputBytes)])
+            return
+        }
+        if output.capacity == 0 { output = worker.outputBuffers.take() }
+        output.append(contentsOf: bytes)
+        queueForFlush()
+    }
+
+    /// Appends a file body: raw bytes, not a line, so not bound by the line check.
+    func send(body bytes: [UInt8]) {
+        guard acceptsOutput() else { return }
+        if output.capacity == 0 { output = worker.outputBuffers.take() }
+        output.append(contentsOf: bytes)
+        queueForFlush()
+    }
+
+    /// False when nothing more may be queued; drops a client whose queue is past the limit.
+    private func acceptsOutput() -> Bool {
+        guard state != .closed && state != .lingering && !isOverflowing else { return false }
+        if pendingOutputBytes > worker.configuration.maxOutputBytes {
+            overflow(line: 0)
+            return false
+        }
+        return true
+    }
+
+    /// The client does not read (or a line cannot be sent): its queue is freed now, and
+    /// it is dropped at the end of this loop iteration, not here: `send` may be called
+    /// while the worker walks a room's members, which the drop would change.
+    private func overflow(line: Int) {
+        isOverflowing = true
+        overflowDetail = line > 0
+            ? "a \(line)-byte line is over maxOutputBytes (\(worker.configuration.maxOutputBytes))"
+            : "output queue over maxOutputBytes (\(worker.configuration.maxOutputBytes)); the client is not reading"
+        worker.outputBuffers.give(&output)
+        outputSent = 0
+        worker.dropAfterThisIteration(self)
+    }
+
+    private func queueForFlush() {
         if !isQueuedForFlush {
             isQueuedForFlush = true
             worker.flushQueue.append(self)
         }
     }
-
-    func send(raw bytes: UnsafeRawBufferPointer) { send { $0.append(contentsOf: bytes) } }
 
     var isReadScheduled = false
 
@@ -126,10 +241,19 @@ public final class Connection: EventHandler {
         while outputSent < output.count {
             let result = output.withBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
             switch result {
-            case .bytes(let n): outputSent += n
+            case .bytes(let n):
+                outputSent += n
+                if !inputHolds.isEmpty { lastOutputProgressAt = Clock.monotonicMillis }
             case .wouldBlock:
                 // A TLS write waiting for the peer's handshake is retried after the next read.
                 watchWritable(!transport.writeWaitsForReadable || transport.needsWritableToRead)
+                // The part already sent is let go once it is most of the buffer, so a
+                // client that reads slowly but steadily does not grow it.
+                if outputSent >= 65_536 && outputSent * 2 >= output.count {
+                    output.removeSubrange(0..<outputSent)
+                    outputSent = 0
+                }
+                outputDrained()
                 return
             case .closed, .failed:
                 worker.drop(self, reason: transport.failureReason ?? "write failed")
@@ -139,7 +263,15 @@ public final class Connection: EventHandler {
         worker.outputBuffers.give(&output)
         outputSent = 0
         watchWritable(transport.needsWritableToRead)
+        outputDrained()
         if state == .closing { finishClosing() }
+    }
+
+    /// Input held for the output backlog is released once the queue is below the low-water mark.
+    private func outputDrained() {
+        if inputHolds.contains(.outputBacklog) && pendingOutputBytes <= worker.outputLowWater {
+            worker.releaseInput(self, .outputBacklog)
+        }
     }
 
     /// Input a write left in the transport's buffer (TLS read-ahead during a handshake)
@@ -157,7 +289,17 @@ public final class Connection: EventHandler {
     func watchWritable(_ on: Bool) {
         guard on != isWatchingWritable, state != .closed else { return }
         isWatchingWritable = on
-        EventLoop.current.modify(fd: fd, events: IOEvents.readable | IOEvents.readHangUp | (on ? IOEvents.writable : 0))
+        updateInterest()
+    }
+
+    /// Registers the epoll events the connection needs now: readable unless its input is
+    /// held or ended, writable while output waits for the socket.
+    func updateInterest() {
+        guard state != .closed else { return }
+        let events = (wantsInput ? IOEvents.readable | IOEvents.readHangUp : 0) | (isWatchingWritable ? IOEvents.writable : 0)
+        guard events != registeredEvents else { return }
+        registeredEvents = events
+        EventLoop.current.modify(fd: fd, events: events)
     }
 
     /// Once the goodbye is out: FIN, then wait (bounded) for the peer to close, so that
@@ -165,6 +307,8 @@ public final class Connection: EventHandler {
     private func finishClosing() {
         state = .lingering
         transport.shutdownOutput()
+        // After the client's own end of input there is nothing left to wait for.
+        if inputEnded { return worker.release(self) }
         lingerTimer = EventLoop.current.schedule(afterMilliseconds: 2_000) { [weak self] in
             guard let self, self.state == .lingering else { return }
             self.worker.release(self)

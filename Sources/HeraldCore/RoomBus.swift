@@ -26,22 +26,35 @@ public struct ClusterStats: Sendable, Equatable {
 }
 
 /// Room membership and chat across workers and hosts. The worker delivers to its own
-/// members itself; the bus carries membership and messages to and from the others.
+/// members itself and records membership (`Membership`); the bus carries membership and
+/// messages to and from the others, and reads the worker's `Membership` instead of
+/// keeping a copy.
 @LoopActor
 public protocol RoomBus: AnyObject {
     /// True for a bus that reaches no other worker: membership is then this worker's own
     /// and nothing is sent through the bus.
     var isLocalOnly: Bool { get }
-    /// Where messages from other workers go: `line` is the complete chat line to send to
-    /// the worker's members of `room` (valid during the call only; not copied).
-    func start(deliver: @escaping @LoopActor (_ room: String, _ line: UnsafeRawBufferPointer) -> Void)
-    /// Makes `member` visible in `room` on every worker before returning.
+    /// `deliver`: where messages from other workers go: `line` is the complete chat line
+    /// to send to the worker's members of `room` (valid during the call only; not copied).
+    /// `drained`: called when the bus stops being congested (see `isCongested`).
+    func start(membership: Membership, deliver: @escaping @LoopActor (_ room: String, _ line: UnsafeRawBufferPointer) -> Void,
+               drained: @escaping @LoopActor () -> Void)
+    /// Makes `member` visible in `room` on every worker, and this worker a receiver of the
+    /// room's messages, before returning. The worker records the member afterwards, and
+    /// counts the join in `Membership.beginJoin` meanwhile.
     func join(room: String, member: RoomMember) async throws
-    func leave(room: String, memberID: String) async throws
+    /// Removes `memberID` from `room` everywhere. `lastHere`: no other member (nor join on
+    /// its way) is left in the room on this worker.
+    func leave(room: String, memberID: String, lastHere: Bool) async throws
+    /// The worker has no member left in `room` and no join on its way: stop receiving it.
+    func roomVacated(_ room: String)
     /// Every member of `room` across the cluster.
     func members(of room: String) async throws -> [RoomMember]
     /// Sends a chat line to the members of `room` on the other workers.
     func publish(room: String, senderID: String, line: [UInt8])
+    /// More has been published than Redis has acknowledged, past a high-water mark: the
+    /// worker stops reading from connections that say more until `drained` is called.
+    var isCongested: Bool { get }
     /// The worker's own connection count changed (reported for cluster stats).
     func connectionCountChanged(_ count: Int)
     func stats() async throws -> ClusterStats
@@ -56,11 +69,14 @@ public final class InProcessBus: RoomBus {
     public init() {}
 
     public var isLocalOnly: Bool { true }
-    public func start(deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void) {}
+    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void,
+                      drained: @escaping @LoopActor () -> Void) {}
     public func join(room: String, member: RoomMember) async throws {}
-    public func leave(room: String, memberID: String) async throws {}
+    public func leave(room: String, memberID: String, lastHere: Bool) async throws {}
+    public func roomVacated(_ room: String) {}
     public func members(of room: String) async throws -> [RoomMember] { [] }
     public func publish(room: String, senderID: String, line: [UInt8]) {}
+    public var isCongested: Bool { false }
     public func connectionCountChanged(_ count: Int) {}
     public func stats() async throws -> ClusterStats { ClusterStats(connections: 0, rooms: 0, workers: 1) }
 

@@ -8,6 +8,8 @@ import HeraldLoop
 final class RoomMembers {
     private var members: ContiguousArray<Unmanaged<Connection>> = []
     private var positions: [ObjectIdentifier: Int] = [:]
+    /// Joins of this room on their way through the bus (see `Membership.beginJoin`).
+    var pendingJoins = 0
 
     var isEmpty: Bool { members.isEmpty }
     var count: Int { members.count }

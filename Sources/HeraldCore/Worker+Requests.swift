@@ -15,7 +15,8 @@ extension Worker {
         case .jsonAction(let name, let params):
             runAction(named: name, params: params ?? JSONObject(), for: connection, messageCount: count)
         case .bad(let error):
-            connection.send { ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: count, to: &$0) }
+            connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: count, to: &$0) },
+                            tooBig: { Self.actionReplyTooBig($1, messageCount: count, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
         }
     }
 
@@ -24,7 +25,8 @@ extension Worker {
         connection.totalActions += 1
         totalActions += 1
         func refuse(_ error: String) {
-            connection.send { ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) }
+            connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) },
+                            tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
         }
         if isStopping { return refuse("the server is shutting down") }
         if connection.pendingActions >= configuration.simultaneousActions { return refuse("you have too many pending requests") }
@@ -119,7 +121,8 @@ extension Worker {
                                  "error": error ?? ""])
         }
         if connection.isOpen {
-            connection.send { ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) }
+            connection.send({ ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) },
+                            tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
             if connection.pendingActions == 0 { pendingActionsDrained(connection) }
         }
     }
@@ -166,8 +169,24 @@ extension Connection {
         if let old = params.removeValue(forKey: key) { paramBytes -= Self.size(key, old) }
     }
 
+    /// A param's share of `paramsView`: `"key":value,` as JSON-encoded.
     static func size(_ key: String, _ value: JSON) -> Int {
-        if case .string(let text) = value { return key.utf8.count + text.utf8.count }
-        return key.utf8.count + 8
+        if case .string(let text) = value { return encodedSize(key) + encodedSize(text) + 2 }
+        var bytes: [UInt8] = []
+        JSONWriter.write(value, to: &bytes)
+        return encodedSize(key) + bytes.count + 2
+    }
+
+    /// The length of `text` as a JSON string: quotes and escapes included (`\u0001` is six).
+    static func encodedSize(_ text: String) -> Int {
+        var size = 2
+        for byte in text.utf8 {
+            switch byte {
+            case 0x08, 0x09, 0x0A, 0x0C, 0x0D, UInt8(ascii: "\""), UInt8(ascii: "\\"): size += 2
+            case 0..<0x20: size += 6
+            default: size += 1
+            }
+        }
+        return size
     }
 }

@@ -1,73 +1,187 @@
 import HeraldLoop
 import HeraldProtocol
 
+/// Why a room operation did not happen.
+struct RoomOperationFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
 extension Worker {
-    /// Adds the connection to `room` here and on the bus; replies (when `messageCount`
-    /// is given) once the join is visible everywhere.
-    func join(_ connection: Connection, room: String, messageCount: Int?) {
-        let joinedAt = Clock.wallMillis()
-        connection.rooms.append((room, joinedAt))
-        if let members = localRooms[room] {
-            members.insert(connection)
-        } else {
-            let members = RoomMembers()
-            members.insert(connection)
-            localRooms[room] = members
-        }
-        if configuration.announceJoinLeave { broadcast(room: room, message: "I have entered the room", from: connection) }
+    // MARK: Joining and leaving
+    //
+    // Membership changes only once the bus has done its part (the join is visible on every
+    // worker, the leave is gone from them): a join or leave that fails changes nothing.
+    // A connection's room operations run one at a time, in order: while one waits for the
+    // bus, the connection's input is held (`.roomOperations`), so a pipelined `say` or
+    // `roomLeave` sees the join before it, and one client cannot have more than one
+    // room operation's Redis work in flight.
+
+    /// `roomAdd`: replies once the join is visible everywhere, or that it failed.
+    func join(_ connection: Connection, room: String, messageCount: Int) {
         guard !bus.isLocalOnly else {
-            if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
-            return
+            recordJoin(connection, room: room, joinedAt: Clock.wallMillis())
+            return replyVerb(connection, "OK", .bool(true), messageCount)
         }
+        beginRoomOperation(connection)
+        Task.onLoop { [self] in
+            if let failure = await joinThroughBus(connection, room: room) {
+                replyVerb(connection, "the room could not be joined (\(failure))", .bool(false), messageCount)
+            } else {
+                replyVerb(connection, "OK", .bool(true), messageCount)
+            }
+            endRoomOperation(connection)
+        }
+    }
+
+    /// `roomLeave`: replies once the leave is done everywhere; when it fails, the
+    /// connection stays in the room.
+    func leave(_ connection: Connection, room: String, messageCount: Int) {
+        guard !bus.isLocalOnly else {
+            recordLeave(connection, room: room)
+            return replyVerb(connection, "OK", .bool(true), messageCount)
+        }
+        beginRoomOperation(connection)
+        Task.onLoop { [self] in
+            if let failure = await leaveThroughBus(connection, room: room) {
+                replyVerb(connection, "the room could not be left (\(failure))", .bool(false), messageCount)
+            } else {
+                replyVerb(connection, "OK", .bool(true), messageCount)
+            }
+            endRoomOperation(connection)
+        }
+    }
+
+    /// `roomChange`: leaves every other room, then joins `room` (unless already in it).
+    /// Stops at the first step that fails (the rooms left before it stay left).
+    func changeRoom(_ connection: Connection, room: String, messageCount: Int) {
+        guard !bus.isLocalOnly else {
+            for other in connection.rooms.names where other != room { recordLeave(connection, room: other) }
+            if !connection.isMember(of: room) { recordJoin(connection, room: room, joinedAt: Clock.wallMillis()) }
+            return replyVerb(connection, "OK", .bool(true), messageCount)
+        }
+        beginRoomOperation(connection)
+        Task.onLoop { [self] in
+            defer { endRoomOperation(connection) }
+            for other in connection.rooms.names where other != room {
+                guard connection.isOpen else { return }
+                if let failure = await leaveThroughBus(connection, room: other) {
+                    return replyVerb(connection, "the room \(other) could not be left (\(failure))", .bool(false), messageCount)
+                }
+            }
+            if !connection.isMember(of: room), let failure = await joinThroughBus(connection, room: room) {
+                return replyVerb(connection, "the room could not be joined (\(failure))", .bool(false), messageCount)
+            }
+            replyVerb(connection, "OK", .bool(true), messageCount)
+        }
+    }
+
+    /// A room operation with a reply waits for the bus: the connection's input is held
+    /// meanwhile, and the reply is owed (a half-closed connection waits for it).
+    private func beginRoomOperation(_ connection: Connection) {
+        holdInput(connection, .roomOperations)
+        connection.pendingReplies += 1
+    }
+
+    private func endRoomOperation(_ connection: Connection) {
+        releaseInput(connection, .roomOperations)
+        replyFinished(connection)
+    }
+
+    /// The default room, joined on connect: recorded at once (the welcome line named it),
+    /// then registered on the bus; when Redis cannot take it now, the worker registers it
+    /// with the rest of its members once Redis is back.
+    func joinDefaultRoom(_ connection: Connection, room: String) {
+        let joinedAt = Clock.wallMillis()
+        recordJoin(connection, room: room, joinedAt: joinedAt)
+        guard !bus.isLocalOnly else { return }
         let member = RoomMember(id: connection.id.string, joinedAt: joinedAt)
         Task.onLoop { [self] in
             do {
                 try await bus.join(room: room, member: member)
-                if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
             } catch {
-                log.warn("room.join.failed", ["room": room, "connection": member.id, "error": "\(error)"])
-                if let messageCount { replyVerb(connection, "the room could not be joined (\(error))", .bool(false), messageCount) }
+                if connection.isOpen { log.warn("room.join.failed", ["room": room, "connection": member.id, "error": "\(error)"]) }
             }
         }
     }
 
-    func leave(_ connection: Connection, room: String, messageCount: Int?) {
-        connection.rooms.removeAll { $0.name == room }
-        removeLocalMember(connection, room: room)
-        if configuration.announceJoinLeave { broadcast(room: room, message: "I have left the room", from: connection) }
-        guard !bus.isLocalOnly else {
-            if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
-            return
-        }
-        let id = connection.id.string
-        Task.onLoop { [self] in
-            do {
-                try await bus.leave(room: room, memberID: id)
-            } catch {
-                log.warn("room.leave.failed", ["room": room, "connection": id, "error": "\(error)"])
-            }
-            if let messageCount { replyVerb(connection, "OK", .bool(true), messageCount) }
-        }
-    }
-
+    /// Leaves every room at once (the connection is closing), then tells the bus.
     func leaveAllRooms(_ connection: Connection) {
-        for room in connection.rooms.map(\.name).reversed() { leave(connection, room: room, messageCount: nil) }
+        for room in connection.rooms.names.reversed() {
+            let lastHere = membership.interest(in: room) <= 1
+            recordLeave(connection, room: room)
+            guard !bus.isLocalOnly else { continue }
+            let id = connection.id.string
+            Task.onLoop { [self] in
+                do {
+                    try await bus.leave(room: room, memberID: id, lastHere: lastHere)
+                } catch {
+                    log.warn("room.leave.failed", ["room": room, "connection": id, "error": "\(error)"])
+                }
+            }
+        }
     }
 
-    private func removeLocalMember(_ connection: Connection, room: String) {
-        guard let members = localRooms[room] else { return }
-        members.remove(connection)
-        if members.isEmpty { localRooms[room] = nil }
+    /// Makes the join visible through the bus, then records it; nil when it is recorded.
+    /// When it failed, or the connection closed meanwhile, whatever reached Redis is taken back.
+    private func joinThroughBus(_ connection: Connection, room: String) async -> (any Error)? {
+        let joinedAt = Clock.wallMillis()
+        let member = RoomMember(id: connection.id.string, joinedAt: joinedAt)
+        membership.beginJoin(room)
+        var failure: (any Error)?
+        do {
+            try await bus.join(room: room, member: member)
+        } catch {
+            failure = error
+        }
+        membership.endJoin(room)
+        if failure == nil {
+            if connection.isOpen && !connection.isMember(of: room) {
+                recordJoin(connection, room: room, joinedAt: joinedAt)
+                return nil
+            }
+            failure = RoomOperationFailure(description: "the connection closed")
+        } else {
+            log.warn("room.join.failed", ["room": room, "connection": member.id, "error": "\(failure!)"])
+        }
+        // Nothing recorded: take back the member (ordered after the join on the bus).
+        let lastHere = membership.interest(in: room) == 0
+        if lastHere { bus.roomVacated(room) }
+        Task.onLoop { [self] in try? await bus.leave(room: room, memberID: member.id, lastHere: lastHere) }
+        return failure
+    }
+
+    /// Removes the member through the bus, then records the leave; nil when it is done.
+    private func leaveThroughBus(_ connection: Connection, room: String) async -> (any Error)? {
+        let lastHere = membership.interest(in: room) <= 1
+        let id = connection.id.string
+        do {
+            try await bus.leave(room: room, memberID: id, lastHere: lastHere)
+        } catch {
+            log.warn("room.leave.failed", ["room": room, "connection": id, "error": "\(error)"])
+            return error
+        }
+        if connection.isMember(of: room) { recordLeave(connection, room: room) }
+        return nil
+    }
+
+    private func recordJoin(_ connection: Connection, room: String, joinedAt: Int) {
+        membership.add(connection, to: room, joinedAt: joinedAt)
+        if configuration.announceJoinLeave { broadcast(room: room, message: "I have entered the room", from: connection) }
+    }
+
+    private func recordLeave(_ connection: Connection, room: String) {
+        membership.remove(connection, from: room)
+        if configuration.announceJoinLeave { broadcast(room: room, message: "I have left the room", from: connection) }
+        if membership.interest(in: room) == 0 { bus.roomVacated(room) }
     }
 
     func viewRoom(_ room: String, for connection: Connection, messageCount: Int) {
         guard !bus.isLocalOnly else {
-            let members = (localRooms[room]?.connections ?? []).compactMap { member in
-                member.rooms.first { $0.name == room }.map { RoomMember(id: member.id.string, joinedAt: $0.joinedAt) }
-            }
-            return replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
+            return replyVerb(connection, "OK", Self.roomView(room, membership.memberList(of: room)), messageCount)
         }
+        connection.pendingReplies += 1
         Task.onLoop { [self] in
+            defer { replyFinished(connection) }
             do {
                 let members = try await bus.members(of: room)
                 replyVerb(connection, "OK", Self.roomView(room, members), messageCount)
@@ -106,18 +220,39 @@ extension Worker {
                 }
             }
         }
-        broadcast(room: room, message: message, from: connection)
+        // The limit is on the chat line as sent to each member (JSON escaping makes a
+        // control byte six); the message alone already longer is refused before encoding.
+        let limit = configuration.maxSayBytes
+        guard message.utf8.count <= limit, broadcast(room: room, message: message, from: connection, maxLineBytes: limit) else {
+            return replyVerb(connection, "message too long: a chat line is at most \(limit) bytes (maxSayBytes), JSON-encoded", .null, messageCount)
+        }
         replyVerb(connection, "OK", .null, messageCount)
+        // Says faster than Redis takes them: read nothing more from this client until it drains.
+        if bus.isCongested, !connection.inputHolds.contains(.busBacklog) {
+            holdInput(connection, .busBacklog)
+            heldForBus.append(connection)
+        }
     }
 
-    /// Sends a chat line to every member of `room` on every worker but the sender.
-    func broadcast(room: String, message: String, from sender: Connection?) {
+    /// The bus took what was published: connections held for it read again.
+    func busDrained() {
+        let held = heldForBus
+        heldForBus.removeAll()
+        for connection in held where connection.state != .closed { releaseInput(connection, .busBacklog) }
+    }
+
+    /// Sends a chat line to every member of `room` on every worker but the sender; false
+    /// (and nothing sent) when the line would be longer than `maxLineBytes`.
+    @discardableResult
+    func broadcast(room: String, message: String, from sender: Connection?, maxLineBytes: Int = .max) -> Bool {
         var line: [UInt8] = []
         let senderID = sender?.id.string
         ReplyWriter.chat(message: message, room: room, from: senderID.map(JSON.string) ?? .number(0),
                          sentAt: Clock.wallMillis(), to: &line)
+        guard line.count <= maxLineBytes else { return false }
         deliver(room: room, line: line, except: sender)
         if !bus.isLocalOnly { bus.publish(room: room, senderID: senderID ?? "0", line: line) }
+        return true
     }
 
     /// Sends a chat line to this worker's members of `room`, except `sender`.
@@ -126,7 +261,7 @@ extension Worker {
     }
 
     func deliver(room: String, bytes: UnsafeRawBufferPointer, except sender: Connection?) {
-        guard let members = localRooms[room] else { return }
+        guard let members = membership.members(of: room) else { return }
         members.forEach { member in
             if member !== sender && member.isOpen { member.send(raw: bytes) }
         }
@@ -134,6 +269,7 @@ extension Worker {
 
     func replyVerb(_ connection: Connection, _ status: String, _ data: JSON?, _ messageCount: Int) {
         guard connection.isOpen else { return }
-        connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
+        connection.send({ ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) },
+                        tooBig: { Self.replyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
     }
 }

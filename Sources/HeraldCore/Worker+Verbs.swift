@@ -4,7 +4,8 @@ import HeraldProtocol
 extension Worker {
     func handleVerb(_ verb: Verb, arguments: String, from connection: Connection, messageCount: Int) {
         func reply(_ status: String, _ data: JSON?) {
-            connection.send { ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) }
+            connection.send({ ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) },
+                            tooBig: { Self.replyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
         }
         func ok(_ data: JSON?) { reply("OK", data) }
         let firstWord = arguments.firstIndex(of: " ").map { String(arguments[..<$0]) } ?? arguments
@@ -19,9 +20,14 @@ extension Worker {
             if connection.params[key] == nil && connection.params.count >= configuration.maxStickyParams {
                 return reply("too many params (\(configuration.maxStickyParams) max)", .null)
             }
+            // Counted as JSON-encoded, as paramsView and detailsView will send them.
+            let valueSize = Connection.encodedSize(value)
+            if valueSize > configuration.maxStickyParamValueBytes {
+                return reply("param value is too big (\(configuration.maxStickyParamValueBytes) bytes max, JSON-encoded)", .null)
+            }
             let oldSize = connection.params[key].map { Connection.size(key, $0) } ?? 0
-            if connection.paramBytes - oldSize + Connection.size(key, .string(value)) > configuration.maxStickyParamBytes {
-                return reply("params are too big (\(configuration.maxStickyParamBytes) bytes max)", .null)
+            if connection.paramBytes - oldSize + Connection.encodedSize(key) + valueSize + 2 > configuration.maxStickyParamBytes {
+                return reply("params are too big (\(configuration.maxStickyParamBytes) bytes max, JSON-encoded)", .null)
             }
             connection.setSticky(key, .string(value))
             ok(.null)
@@ -57,9 +63,7 @@ extension Worker {
             if !connection.isMember(of: firstWord), firstWord.utf8.count > configuration.maxRoomNameBytes {
                 return reply("room names are at most \(configuration.maxRoomNameBytes) bytes", .bool(false))
             }
-            for room in connection.rooms.map(\.name) where room != firstWord { leave(connection, room: room, messageCount: nil) }
-            if connection.isMember(of: firstWord) { return ok(.bool(true)) }
-            join(connection, room: firstWord, messageCount: messageCount)
+            changeRoom(connection, room: firstWord, messageCount: messageCount)
 
         case .roomView:
             let room = firstWord.isEmpty ? connection.currentRoom : firstWord
@@ -115,7 +119,7 @@ extension Worker {
             ("connectedAt", .number(Double(connection.connectedAt))),
         ])
         if let room = connection.currentRoom { data.append("room", .string(room)) }
-        data.append("rooms", .array(connection.rooms.map { .string($0.name) }))
+        data.append("rooms", .array(connection.rooms.names.map { .string($0) }))
         data.append("totalActions", .number(Double(connection.totalActions)))
         data.append("pendingActions", .number(Double(connection.pendingActions)))
         return data

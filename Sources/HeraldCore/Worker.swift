@@ -18,12 +18,21 @@ public final class Worker: BeforeSleepHook {
     private var listeners: [Listener] = []
     private var connections: [Connection?] = []  // by fd
     private(set) var connectionCount = 0
-    /// Members of each room on this worker.
-    var localRooms: [String: RoomMembers] = [:]
+    /// Room membership on this worker (each connection's rooms, each room's members).
+    let membership = Membership()
+    /// Connections whose input is held until the bus drains (`.busBacklog`).
+    var heldForBus: [Connection] = []
     /// Connections to drop at the end of this iteration (they stopped reading).
     var overflowing: [Connection] = []
     /// Connections with output to write at the end of this loop iteration.
     var flushQueue: [Connection] = []
+    /// Connections whose input holds were released: their held input is parsed before
+    /// this iteration ends.
+    var resumeQueue: [Connection] = []
+    /// The periodic check of the time limits (`lineTimeout`, `idleTimeout`,
+    /// `outputStallTimeout`); nil while nothing needs watching.
+    var sweepTimer: LoopTimer?
+    private var wakeTimer: LoopTimer?
     /// The action found last, and finished calls kept for reuse.
     var lastAction: Action?
     var spareCalls: [ActionCall] = []
@@ -57,7 +66,9 @@ public final class Worker: BeforeSleepHook {
     public func start(listening sockets: [ListeningSocket], onStopped: @escaping @LoopActor () -> Void) throws(SystemError) {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
-        bus.start { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) }
+        bus.start(membership: membership,
+                  deliver: { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) },
+                  drained: { [unowned self] in self.busDrained() })
         for socket in sockets {
             let listener = Listener(socket: socket, worker: self)
             try listener.start()
@@ -68,7 +79,7 @@ public final class Worker: BeforeSleepHook {
 
     /// This worker's counts.
     public var statistics: (connections: Int, rooms: Int, totalActions: Int, pendingActions: Int) {
-        (connectionCount, localRooms.count, totalActions, pendingActions)
+        (connectionCount, membership.roomCount, totalActions, pendingActions)
     }
 
     // MARK: Connections
@@ -109,44 +120,47 @@ public final class Worker: BeforeSleepHook {
         connectionCount += 1
         bus.connectionCountChanged(connectionCount)
         log.info("connection.open", ["id": connection.id.string, "remote": "\(ip):\(port)"])
+        if configuration.idleTimeout > 0 { scheduleSweep() }
         let room = configuration.defaultRoom.isEmpty ? nil : configuration.defaultRoom
         connection.send { ReplyWriter.welcome(configuration.welcomeMessage, room: room, to: &$0) }
-        if let room { join(connection, room: room, messageCount: nil) }
+        if let room { joinDefaultRoom(connection, room: room) }
     }
 
-    /// Reads what the connection has sent and handles each complete line.
+    /// Reads what the connection has sent and handles each complete line, until its
+    /// input is held (see `holdInput`) or the socket has nothing more.
     func readable(_ connection: Connection) {
         repeat {
+            guard connection.wantsInput else { return }
             let result = connection.transport.read(into: readBuffer)
             switch result {
             case .bytes(let count):
+                if configuration.idleTimeout > 0 { connection.lastInputAt = Clock.monotonicMillis }
                 guard connection.acceptsLines else { return }
                 let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
                 if TelnetBreak.isBreak(chunk) {
                     sayGoodbye(connection, reason: "break-character")
                     return
                 }
-                connection.framer.feed(chunk) { event in
-                    switch event {
-                    case .line(let line): handleLine(line, from: connection)
-                    case .tooLong: lineTooLong(connection)
-                    }
-                    return connection.acceptsLines
-                }
+                connection.framer.feedHoldable(chunk) { event in parsed(event, from: connection) }
+                noteLineProgress(connection)
             case .wouldBlock:
                 break
             case .closed:
                 if connection.state == .lingering {
                     release(connection)
+                } else if let reason = connection.transport.failureReason {
+                    // The transport broke (a TLS error or a close without close_notify).
+                    drop(connection, reason: reason)
                 } else {
-                    drop(connection, reason: connection.transport.failureReason ?? "client closed")
+                    // A half-close: everything received before it is still answered.
+                    inputEnded(connection)
                 }
                 return
             case .failed(let error):
                 drop(connection, reason: connection.transport.failureReason ?? SystemError("read", errno: error).description)
                 return
             }
-        } while connection.state != .closed && connection.transport.hasBufferedInput
+        } while connection.state != .closed && connection.inputHolds.isEmpty && connection.transport.hasBufferedInput
         // A TLS handshake step may have unblocked a write, or wait for the socket to drain.
         let transport = connection.transport
         if connection.state != .closed && (transport.needsWritableToRead || transport.writeWaitsForReadable) {
@@ -154,7 +168,7 @@ public final class Worker: BeforeSleepHook {
         }
     }
 
-    private func lineTooLong(_ connection: Connection) {
+    func lineTooLong(_ connection: Connection) {
         connection.messageCount += 1
         let count = connection.messageCount
         connection.send { ReplyWriter.tooLong(maxLineBytes: configuration.maxLineBytes, messageCount: count, to: &$0) }
@@ -205,7 +219,7 @@ public final class Worker: BeforeSleepHook {
         if isStopping && connectionCount == 0 { finishStopping() }
     }
 
-    private func closeFields(_ connection: Connection, reason: String) -> KeyValuePairs<String, String> {
+    func closeFields(_ connection: Connection, reason: String) -> KeyValuePairs<String, String> {
         ["id": connection.id.string, "reason": reason, "messages": String(connection.messageCount),
          "actions": String(connection.totalActions), "durationMs": String(Clock.wallMillis() - connection.connectedAt)]
     }
@@ -213,14 +227,29 @@ public final class Worker: BeforeSleepHook {
     // MARK: Output
 
     public func beforeSleep() {
-        if !overflowing.isEmpty {
-            let dropped = overflowing
-            overflowing.removeAll()
-            for connection in dropped {
-                drop(connection, reason: "output queue over maxOutputBytes (\(configuration.maxOutputBytes)); the client is not reading")
+        // Flushing may release held input, whose parsing queues more output: a few rounds.
+        var rounds = 0
+        repeat {
+            if !overflowing.isEmpty {
+                let dropped = overflowing
+                overflowing.removeAll()
+                for connection in dropped { drop(connection, reason: connection.overflowDetail) }
             }
+            resumeReleased()
+            flushAll()
+            rounds += 1
+        } while rounds < 8 && !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty)
+        if !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty) && wakeTimer == nil {
+            // More to do: keep the loop from sleeping in epoll_wait.
+            wakeTimer = EventLoop.current.schedule(afterMilliseconds: 0) { [weak self] in self?.wakeTimer = nil }
         }
-        flushAll()
+    }
+
+    /// Calls `body` with every connection (which may close them).
+    func forEachConnection(_ body: (Connection) -> Void) {
+        for index in connections.indices {
+            if let connection = connections[index] { body(connection) }
+        }
     }
 
     /// Drops a client that does not read, once the current iteration's work is done.
@@ -271,15 +300,18 @@ public final class Worker: BeforeSleepHook {
         if connectionCount == 0 { finishStopping() }
     }
 
-    /// Called when a draining connection's last pending action has replied.
+    /// Called when a connection's last pending action has replied.
     func pendingActionsDrained(_ connection: Connection) {
         if connection.state == .draining, let reason = connection.goodbyeReason { sayGoodbye(connection, reason: reason) }
+        closeIfAnswered(connection)
     }
 
     private func finishStopping() {
         guard let onStopped else { return }
         self.onStopped = nil
         stopTimer?.cancel()
+        sweepTimer?.cancel()
+        sweepTimer = nil
         flushAll()
         bus.stop()
         log.info("server.stopped", [:])

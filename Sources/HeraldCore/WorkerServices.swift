@@ -21,7 +21,7 @@ public final class WorkerServices {
     public var stats: JSONObject {
         JSONObject([
             ("connections", .number(Double(worker.connectionCount))),
-            ("rooms", .number(Double(worker.localRooms.count))),
+            ("rooms", .number(Double(worker.membership.roomCount))),
             ("totalActions", .number(Double(worker.totalActions))),
             ("pendingActions", .number(Double(worker.pendingActions))),
         ])
@@ -30,7 +30,7 @@ public final class WorkerServices {
     /// Counts across the cluster (through the room bus).
     public func clusterStats() async throws -> ClusterStats {
         if worker.bus.isLocalOnly {
-            return ClusterStats(connections: worker.connectionCount, rooms: worker.localRooms.count, workers: 1)
+            return ClusterStats(connections: worker.connectionCount, rooms: worker.membership.roomCount, workers: 1)
         }
         return try await worker.bus.stats()
     }

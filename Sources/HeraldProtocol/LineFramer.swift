@@ -36,6 +36,33 @@ public struct LineFramer {
     /// True while the rest of an over-long line is being discarded.
     public var isDiscarding: Bool { discarding }
 
+    /// What the caller of `feedHoldable(_:_:)` wants after each event.
+    public enum Next {
+        /// Go on with the next line.
+        case proceed
+        /// Stop: the rest of this chunk is dropped.
+        case stop
+        /// Stop for now: the rest of this chunk is kept, unparsed, until `resume`.
+        case hold
+    }
+
+    /// Bytes received but not parsed yet, kept by a `.hold` (from `heldStart` on).
+    private var held: [UInt8] = []
+    private var heldStart = 0
+
+    /// Lines started so far: counts each time an incomplete line begins to be buffered
+    /// (or discarded), so that a caller can tell a new unfinished line from an old one.
+    public private(set) var linesStarted: UInt = 0
+
+    /// True while an incomplete line is buffered or being discarded.
+    public var hasPartialLine: Bool { !partial.isEmpty || discarding }
+
+    /// True while bytes kept by a `.hold` wait for `resume`.
+    public var hasHeldInput: Bool { heldStart < held.count }
+
+    /// Bytes kept by a `.hold`.
+    public var heldByteCount: Int { held.count - heldStart }
+
     /// Calls `body` for each complete non-empty line (without terminator) in order.
     ///
     /// A line longer than `maxLineBytes` is reported once as `.tooLong` as soon as it
@@ -44,6 +71,45 @@ public struct LineFramer {
     /// dropped. A line wholly inside `chunk` is passed as a slice of `chunk`; only an
     /// incomplete tail is copied into the framer's buffer.
     public mutating func feed(_ chunk: UnsafeRawBufferPointer, _ body: (Event) throws -> Bool) rethrows {
+        _ = try scan(chunk) { try body($0) ? .proceed : .stop }
+    }
+
+    /// Like `feed(_:_:)`, but `body` may also answer `.hold`: parsing stops after that
+    /// line and the rest of the chunk is kept (`hasHeldInput`) until `resume`. A chunk
+    /// fed while input is held is appended to it, so nothing is lost or reordered.
+    public mutating func feedHoldable(_ chunk: UnsafeRawBufferPointer, _ body: (Event) throws -> Next) rethrows {
+        if hasHeldInput {
+            held.appendRaw(chunk)
+            return
+        }
+        let used = try scan(chunk, body)
+        if used < chunk.count {
+            held.removeAll(keepingCapacity: true)
+            held.appendRaw(UnsafeRawBufferPointer(rebasing: chunk[used...]))
+            heldStart = 0
+        }
+    }
+
+    /// Parses the input a `.hold` kept, with the same contract as `feedHoldable(_:_:)`
+    /// (it may hold again). Does nothing when no input is held.
+    public mutating func resume(_ body: (Event) throws -> Next) rethrows {
+        guard hasHeldInput else { return }
+        var buffer: [UInt8] = []
+        swap(&buffer, &held)
+        let start = heldStart
+        heldStart = 0
+        var used = buffer.count - start
+        defer {
+            if start + used < buffer.count {
+                held = buffer
+                heldStart = start + used
+            }
+        }
+        used = try buffer.withUnsafeBytes { try scan(UnsafeRawBufferPointer(rebasing: $0[start...]), body) }
+    }
+
+    /// Parses `chunk`; returns how many bytes it used (all of them, unless `body` held).
+    private mutating func scan(_ chunk: UnsafeRawBufferPointer, _ body: (Event) throws -> Next) rethrows -> Int {
         let n = chunk.count
         var i = 0
         while i < n {
@@ -55,7 +121,7 @@ public struct LineFramer {
                 j &+= 1
             }
             if discarding {
-                guard j < n else { return }
+                guard j < n else { return n }
                 discarding = false
                 i = j &+ 1
                 continue
@@ -63,40 +129,45 @@ public struct LineFramer {
             if j == n {
                 // An incomplete tail: keep it, unless that makes the line too long.
                 let tailCount = n &- i
+                if partial.isEmpty { linesStarted &+= 1 }
                 if partial.count &+ tailCount > maxLineBytes {
                     releasePartial()
                     discarding = true
                     _ = try body(.tooLong)
-                    return
+                    return n
                 }
                 partial.appendRaw(UnsafeRawBufferPointer(rebasing: chunk[i..<n]))
-                return
+                return n
             }
             // A line ends at j.
-            let keepGoing: Bool
+            let next: Next
             if partial.isEmpty {
                 let count = j &- i
                 if count == 0 {
-                    keepGoing = true
+                    next = .proceed
                 } else if count > maxLineBytes {
-                    keepGoing = try body(.tooLong)
+                    next = try body(.tooLong)
                 } else {
-                    keepGoing = try body(.line(UnsafeRawBufferPointer(rebasing: chunk[i..<j])))
+                    next = try body(.line(UnsafeRawBufferPointer(rebasing: chunk[i..<j])))
                 }
             } else if partial.count &+ (j &- i) > maxLineBytes {
                 releasePartial()
-                keepGoing = try body(.tooLong)
+                next = try body(.tooLong)
             } else {
                 partial.appendRaw(UnsafeRawBufferPointer(rebasing: chunk[i..<j]))
-                keepGoing = try completePartial(body)
+                next = try completePartial(body)
             }
-            guard keepGoing else { return }
-            i = j &+ 1
+            switch next {
+            case .proceed: i = j &+ 1
+            case .stop: return n
+            case .hold: return j &+ 1
+            }
         }
+        return n
     }
 
     /// Reports the buffered line and empties the buffer, even when `body` throws.
-    private mutating func completePartial(_ body: (Event) throws -> Bool) rethrows -> Bool {
+    private mutating func completePartial(_ body: (Event) throws -> Next) rethrows -> Next {
         defer { releasePartial() }
         return try partial.withUnsafeBytes { try body(.line($0)) }
     }
@@ -109,9 +180,11 @@ public struct LineFramer {
         }
     }
 
-    /// Forgets any incomplete line and the discarding state.
+    /// Forgets any incomplete line, the discarding state and any held input.
     public mutating func reset() {
         partial = []
         discarding = false
+        held = []
+        heldStart = 0
     }
 }

@@ -23,6 +23,10 @@ public final class RedisBus: RoomBus {
     let subscriber: RedisClient
     private let prefix: [UInt8]
     private let workerIDBytes: [UInt8]
+    /// What starts every message this worker publishes (see `BusFrame`).
+    private let frameHeader: [UInt8]
+    /// The message being published, reused (its capacity stays) so a publish copies it once.
+    private var message: [UInt8] = []
     private let workerKey: [UInt8]
     private let workerRoomsKey: [UInt8]
     private let workersKey: [UInt8]
@@ -30,8 +34,8 @@ public final class RedisBus: RoomBus {
     private let channelPrefix: [UInt8]
 
     private var deliver: (@LoopActor (String, UnsafeRawBufferPointer) -> Void)?
-    /// This worker's members: room → member id → joinedAt.
-    private var localMembers: [String: [String: Int]] = [:]
+    /// The worker's record of its members (the bus keeps no copy).
+    private var membership = Membership()
     private var connectionCount = 0
     private var heartbeatTimer: LoopTimer?
     private var countTimer: LoopTimer?
@@ -54,25 +58,32 @@ public final class RedisBus: RoomBus {
     private let reapScript = RedisScript(Lua.reap)
     private var scripts: [RedisScript] { [joinScript, leaveScript, membersScript, heartbeatScript, reapScript] }
 
-    public init(endpoint: RedisEndpoint, workerID: String? = nil, commandTimeout: Int = 2_000) {
+    public init(endpoint: RedisEndpoint, workerID: String? = nil, commandTimeout: Int = 2_000,
+                publishHighWater: Int = 1 << 20) {
         var random = FastRandom()
         self.workerID = workerID ?? ConnectionID(using: &random).string
         self.endpoint = endpoint
         self.prefix = Array(endpoint.prefix.utf8)
         self.workerIDBytes = Array(self.workerID.utf8)
+        self.frameHeader = BusFrame.header(origin: self.workerIDBytes)
         self.workerKey = prefix + Array("w:\(self.workerID)".utf8)
         self.workerRoomsKey = prefix + Array("w:\(self.workerID):rooms".utf8)
         self.workersKey = prefix + Array("workers".utf8)
         self.roomsKey = prefix + Array("rooms".utf8)
         self.channelPrefix = prefix + Array("room:".utf8)
         commands = RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout)
+        commands.publishHighWater = publishHighWater
         subscriber = RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout)
     }
 
     public var isLocalOnly: Bool { false }
 
-    public func start(deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void) {
+    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void,
+                      drained: @escaping @LoopActor () -> Void) {
+        self.membership = membership
         self.deliver = deliver
+        self.drained = drained
+        commands.onPublishDrained = { [unowned self] in if !self.subscribersBacklogged { self.drained?() } }
         commands.onReady = { [unowned self] in
             for script in scripts { script.load(on: commands) }
             resync()
@@ -100,29 +111,107 @@ public final class RedisBus: RoomBus {
     // MARK: Membership
 
     public func join(room: String, member: RoomMember) async throws {
-        localMembers[room, default: [:]][member.id] = member.joinedAt
-        let waiter = subscriber.subscribe(channelName(room))
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let waiter = subscriber.subscribe(channelName(room))
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
         _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
         try await waiter?.wait()
     }
 
-    public func leave(room: String, memberID: String) async throws {
-        var lastHere = true
-        if var members = localMembers[room] {
-            members[memberID] = nil
-            lastHere = members.isEmpty
-            localMembers[room] = lastHere ? nil : members
-        }
-        if lastHere {
-            subscriber.unsubscribe(channelName(room))
-            channelBytes[room] = nil
-        }
+    public func leave(room: String, memberID: String, lastHere: Bool) async throws {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                       arguments: [Array(memberID.utf8), Array(room.utf8), Array((lastHere ? "1" : "0").utf8)])
+    }
+
+    public func roomVacated(_ room: String) {
+        subscriber.unsubscribe(channelName(room))
+        if lastRoom == room {
+            lastChannel = []
+            lastRoom = ""
+        }
+    }
+
+    public var isCongested: Bool { commands.isPublishCongested || subscribersBacklogged }
+
+    // MARK: Backpressure
+    //
+    // Two signals make the bus congested: this worker's own publishes not yet
+    // acknowledged by Redis (past `publishHighWater`, in RedisClient), and the output
+    // buffers Redis holds for the cluster's subscribers (a worker that reads its channels
+    // slower than they are said into): after each `backlogCheckBytes` published, the bus
+    // asks `CLIENT LIST TYPE pubsub`; past `subscriberBacklogLimit` of `omem` on any
+    // subscriber it is congested, and asks again every 10 ms until that is back under.
+    // Redis closes a subscriber past 32 MB (or 8 MB for 60 s) by default.
+
+    static let backlogCheckBytes = 1 << 20
+    static let subscriberBacklogLimit = 4 << 20
+    private var drained: (@LoopActor () -> Void)?
+    private var publishedSinceCheck = 0
+    private var backlogCheckInFlight = false
+    private(set) var subscribersBacklogged = false
+    private var backlogCheckRefused = false
+    private let clientListCommand: [[UInt8]] = [Array("CLIENT".utf8), Array("LIST".utf8), Array("TYPE".utf8), Array("pubsub".utf8)]
+
+    private func checkSubscriberBacklog() {
+        guard !backlogCheckInFlight else { return }
+        guard !backlogCheckRefused, !stopped, commands.isReady else {
+            // Cannot ask now (Redis lost: the subscribers' buffers went with it).
+            if subscribersBacklogged {
+                subscribersBacklogged = false
+                if !isCongested { drained?() }
+            }
+            return
+        }
+        backlogCheckInFlight = true
+        publishedSinceCheck = 0
+        commands.send(clientListCommand) { [weak self] result in
+            guard let self else { return }
+            self.backlogCheckInFlight = false
+            let was = self.subscribersBacklogged
+            switch result {
+            case .success(.string(let text)):
+                let largest = Self.largestOutputBuffer(clientList: text)
+                self.subscribersBacklogged = largest > Self.subscriberBacklogLimit
+                if self.subscribersBacklogged {
+                    if !was { log.info("redis.subscriber.backlog", ["bytes": String(largest), "action": "slowing says until it drains"]) }
+                    EventLoop.current.schedule(afterMilliseconds: 10) { [weak self] in self?.checkSubscriberBacklog() }
+                }
+            case .success(.error(let message)):
+                // (A Redis that refuses CLIENT, e.g. by ACL: acknowledgements alone then.)
+                self.backlogCheckRefused = true
+                self.subscribersBacklogged = false
+                log.warn("redis.subscriber.backlog.unchecked", ["error": message])
+            default:
+                self.subscribersBacklogged = false
+            }
+            if was && !self.isCongested { self.drained?() }
+        }
+    }
+
+    /// The largest `omem=` (bytes Redis queued for a client beyond its fixed buffer) in a
+    /// `CLIENT LIST` reply.
+    nonisolated static func largestOutputBuffer(clientList: [UInt8]) -> Int {
+        let key = Array("omem=".utf8)
+        var largest = 0
+        var index = 0
+        let end = clientList.count
+        while index + key.count <= end {
+            if clientList[index] == key[0] && Array(clientList[index..<(index + key.count)]) == key
+                && (index == 0 || clientList[index - 1] == UInt8(ascii: " ")) {
+                index += key.count
+                var value = 0
+                while index < end, clientList[index] >= UInt8(ascii: "0"), clientList[index] <= UInt8(ascii: "9") {
+                    value = value &* 10 &+ Int(clientList[index] - UInt8(ascii: "0"))
+                    index += 1
+                }
+                largest = max(largest, value)
+            } else {
+                index += 1
+            }
+        }
+        return largest
     }
 
     public func members(of room: String) async throws -> [RoomMember] {
@@ -169,22 +258,22 @@ public final class RedisBus: RoomBus {
         commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
                        workerIDBytes, Array("0".utf8)]) { _ in }
         var registered = 0
-        for (room, members) in localMembers {
-            var arguments: [[UInt8]] = [Array(room.utf8)]
-            arguments.reserveCapacity(1 + 2 * members.count)
-            for (id, joinedAt) in members {
-                arguments.append(Array(id.utf8))
-                arguments.append(Array("\(joinedAt) ".utf8) + workerIDBytes)
+        var rooms = 0
+        membership.forEachRoom { room, members in
+            var command: [[UInt8]] = [Array("EVAL".utf8), Array(Lua.join.utf8), Array("3".utf8),
+                                      roomKey(room), roomsKey, workerRoomsKey, Array(room.utf8)]
+            command.reserveCapacity(7 + 2 * members.count)
+            for member in members {
+                command.append(Array(member.id.utf8))
+                command.append(Array("\(member.joinedAt) ".utf8) + workerIDBytes)
             }
             registered += members.count
-            var command: [[UInt8]] = [Array("EVAL".utf8), Array(Lua.join.utf8), Array("3".utf8),
-                                      roomKey(room), roomsKey, workerRoomsKey]
-            command.append(contentsOf: arguments)
+            rooms += 1
             commands.send(command) { result in
                 if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
             }
         }
-        log.info("redis.registered", ["workerId": workerID, "rooms": String(localMembers.count), "members": String(registered)])
+        log.info("redis.registered", ["workerId": workerID, "rooms": String(rooms), "members": String(registered)])
     }
 
     private func scheduleHeartbeat() {
@@ -207,7 +296,7 @@ public final class RedisBus: RoomBus {
         commands.send([Array("EVAL".utf8), Array(Lua.heartbeat.utf8), Array("2".utf8), workerKey, workersKey,
                        Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8), workerIDBytes]) { [weak self] result in
             guard let self else { return }
-            if checkRegistration, case .success(.integer(0)) = result, !self.localMembers.isEmpty {
+            if checkRegistration, case .success(.integer(0)) = result, !self.membership.isEmpty {
                 log.warn("redis.worker.lost", ["workerId": self.workerID, "reason": "heartbeat key was gone; registering again"])
                 self.resync()
             }
@@ -217,18 +306,14 @@ public final class RedisBus: RoomBus {
     // MARK: Messages
 
     public func publish(room: String, senderID: String, line: [UInt8]) {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(workerIDBytes.count + line.count)
-        payload.append(contentsOf: workerIDBytes)
-        payload.append(contentsOf: line)
-        let channel: [UInt8]
-        if let cached = channelBytes[room] {
-            channel = cached
-        } else {
-            channel = Array(channelName(room).utf8)
-            if localMembers[room] != nil { channelBytes[room] = channel }
-        }
-        if !commands.sendAndForget([publishVerb, channel, payload]) {
+        line.withBytes { BusFrame.encode(header: frameHeader, line: $0, into: &message) }
+        channel.removeAll(keepingCapacity: true)
+        channel.append(contentsOf: channelPrefix)
+        channel.append(contentsOf: room.utf8)
+        defer { if message.capacity > 1 << 20 { message = [] } }  // (an unusually big one)
+        publishedSinceCheck += message.count
+        if publishedSinceCheck >= Self.backlogCheckBytes { checkSubscriberBacklog() }
+        if !commands.publish([publishVerb, channel, message], bytes: message.count) {
             droppedPublishes += 1
             if droppedPublishes == 1 || droppedPublishes % 1_000 == 0 {
                 log.warn("redis.publish.dropped", ["room": room, "dropped": String(droppedPublishes), "error": commands.lastError])
@@ -238,10 +323,8 @@ public final class RedisBus: RoomBus {
 
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
-        let idLength = workerIDBytes.count
-        guard payload.count > idLength else { return }
+        guard let (origin, line) = BusFrame.parse(payload) else { return }
         // Our own message: its members were served when it was said.
-        let origin = UnsafeRawBufferPointer(rebasing: payload[0..<idLength])
         if workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) }) { return }
         let room: String
         if lastChannel.withBytes({ $0.hasSameBytes(as: channel) }) {
@@ -254,15 +337,14 @@ public final class RedisBus: RoomBus {
             lastChannel = Array(channel)
             lastRoom = room
         }
-        guard localMembers[room] != nil else { return }
-        deliver?(room, UnsafeRawBufferPointer(rebasing: payload[idLength...]))
+        deliver?(room, line)
     }
 
     // MARK: Names
 
     private let publishVerb = Array("PUBLISH".utf8)
-    /// Channel names of the rooms this worker has members in.
-    private var channelBytes: [String: [UInt8]] = [:]
+    /// The channel of the message being published, reused.
+    private var channel: [UInt8] = []
 
     func channelName(_ room: String) -> String { endpoint.prefix + "room:" + room }
     func roomKey(_ room: String) -> [UInt8] { prefix + Array("r:".utf8) + Array(room.utf8) }

@@ -1,4 +1,5 @@
 import CHiredis
+import Glibc
 import HeraldLoop
 
 /// One Redis connection through the hiredis async API, driven by the worker's epoll loop.
@@ -113,6 +114,44 @@ public final class RedisClient: EventHandler {
         }
     }
 
+    // MARK: Publishing with backpressure
+
+    /// Bytes of messages published and not yet acknowledged by Redis (its reply to the
+    /// PUBLISH): queued in hiredis, in the socket, or not yet processed by Redis.
+    public private(set) var unacknowledgedBytes = 0
+    /// Past this many unacknowledged bytes the client is congested; it is drained again
+    /// at half of it.
+    public var publishHighWater = 1 << 20
+    /// Set when `unacknowledgedBytes` passed `publishHighWater`, cleared (and
+    /// `onPublishDrained` called) once it is back under half of it.
+    public private(set) var isPublishCongested = false
+    public var onPublishDrained: (@LoopActor () -> Void)?
+
+    /// Sends a command (a PUBLISH) whose reply only counts `bytes` as acknowledged; no
+    /// allocation beyond hiredis's own (the count travels as the callback's privdata).
+    /// False when there is no connection.
+    public func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool {
+        guard state == .ready, let context else { return false }
+        let weight = max(1, bytes)
+        let sent = Self.withArgv(arguments) { argc, argv, lengths in
+            redisAsyncCommandArgv(context, redisPublishCallback, UnsafeMutableRawPointer(bitPattern: weight),
+                                  argc, argv, lengths) == REDIS_OK
+        }
+        guard sent else { return false }
+        unacknowledgedBytes += weight
+        if unacknowledgedBytes > publishHighWater { isPublishCongested = true }
+        return true
+    }
+
+    /// A PUBLISH was answered (or failed with the connection).
+    fileprivate func publishAcknowledged(_ bytes: Int) {
+        unacknowledgedBytes -= bytes
+        if isPublishCongested && unacknowledgedBytes <= publishHighWater / 2 {
+            isPublishCongested = false
+            onPublishDrained?()
+        }
+    }
+
     /// Sends a command; `completion` runs exactly once, with the reply or the failure.
     public func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
         guard state == .ready || state == .connecting, let context else {
@@ -181,34 +220,56 @@ public final class RedisClient: EventHandler {
             return nil
         }
         let waiter = SubscriptionWaiter()
-        entry.waiters.append(waiter)
-        channels[channel] = entry
         if state != .ready && state != .connecting {
             waiter.finish(.unavailable(lastError))
-        } else {
-            let timeout = commandTimeout
-            waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [waiter] in waiter.finish(.timeout(timeout)) }
+            channels[channel] = entry
+            pump(channel)
+            return waiter
+        }
+        entry.waiters.append(waiter)
+        channels[channel] = entry
+        let timeout = commandTimeout
+        waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, waiter] in
+            waiter.finish(.timeout(timeout))
+            self?.forget(waiter, channel: channel)
         }
         pump(channel)
         return waiter
     }
 
+    /// Drops the wish for `channel`. Waiters still listed (joins that gave up) are failed:
+    /// nobody waits for them any more, and the channel's entry can go.
     public func unsubscribe(_ channel: String) {
         guard var entry = channels[channel] else { return }
         entry.wanted = false
+        let waiters = entry.waiters
+        entry.waiters.removeAll()
+        channels[channel] = entry
+        for waiter in waiters { waiter.finish(.unavailable("unsubscribed meanwhile")) }
+        pump(channel)
+    }
+
+    /// A waiter timed out: it no longer keeps the channel's entry.
+    private func forget(_ waiter: SubscriptionWaiter, channel: String) {
+        guard var entry = channels[channel] else { return }
+        entry.waiters.removeAll { $0 === waiter }
         channels[channel] = entry
         pump(channel)
     }
+
+    /// Channels with an entry (wanted, or on their way in or out), for tests and leak checks.
+    public var channelEntryCount: Int { channels.count }
 
     /// Sends the next SUBSCRIBE or UNSUBSCRIBE for `channel` when its state differs from
     /// the wish. One at a time per channel: hiredis 0.14 forgets a channel's callback when
     /// an UNSUBSCRIBE reply arrives after a newer SUBSCRIBE was sent.
     private func pump(_ channel: String) {
-        guard state == .ready, let context, var entry = channels[channel] else { return }
+        guard var entry = channels[channel] else { return }
         if !entry.wanted && !entry.subscribed && !entry.inFlight && entry.waiters.isEmpty {
             channels[channel] = nil
             return
         }
+        guard state == .ready, let context else { return }
         guard !entry.inFlight, entry.wanted != entry.subscribed else { return }
         let verb = entry.wanted ? "SUBSCRIBE" : "UNSUBSCRIBE"
         let opaque = Unmanaged.passUnretained(self).toOpaque()
@@ -355,6 +416,13 @@ public final class RedisClient: EventHandler {
         guard let current = context else { return }
         if events & (IOEvents.readable | IOEvents.error | IOEvents.hangUp | IOEvents.readHangUp) != 0 {
             redisAsyncHandleRead(current)
+            // hiredis reads 16 KB a call: go on (bounded) while the socket holds more, so
+            // that a subscriber keeps up with busy channels and Redis never buffers much for it.
+            var rounds = 1
+            while rounds < Self.readRoundsPerEvent, context == current, Self.hasInput(current.pointee.c.fd) {
+                redisAsyncHandleRead(current)
+                rounds += 1
+            }
         }
         // The read may have freed the context (its cleanup hook clears `context`).
         if context == current, events & (IOEvents.writable | IOEvents.error) != 0, interest & IOEvents.writable != 0 {
@@ -395,6 +463,15 @@ public final class RedisClient: EventHandler {
     }
 
     fileprivate func noteReply() { lastReplyAt = Clock.monotonicNanos() }
+
+    /// 4 × 16 KB an event, as much as one client read: more (64 were tried) batches so much
+    /// delivery before the next flush that fan-out latency suffers.
+    static let readRoundsPerEvent = 4
+
+    private static func hasInput(_ fd: Int32) -> Bool {
+        var available: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &available) == 0 && available > 0
+    }
 }
 
 /// A valid pointer for a zero-length argument (never written to).
@@ -518,6 +595,14 @@ private let redisCommandCallback: @convention(c) (UnsafeMutablePointer<redisAsyn
             pending.complete(.failure(.disconnected(reason)))
         }
     }
+}
+
+private let redisPublishCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?,
+                                                  UnsafeMutableRawPointer?) -> Void = { context, _, privdata in
+    guard let data = context?.pointee.data else { return }
+    let bytes = Int(bitPattern: privdata)
+    nonisolated(unsafe) let opaque = data
+    LoopActor.assumeIsolated { client(opaque).publishAcknowledged(bytes) }
 }
 
 private let redisSubscriberCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?,

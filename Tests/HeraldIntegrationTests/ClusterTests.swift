@@ -16,11 +16,12 @@ struct ClusterTests {
     }
 
     /// A cluster's options: `workers` workers on `redis`.
-    static func options(workers: Int, configFile: String? = nil, redis: RedisServer) -> HeraldOptions {
+    static func options(workers: Int, configFile: String? = nil, redis: RedisServer, hostName: String? = nil) -> HeraldOptions {
         var options = HeraldOptions()
         options.workers = workers
         options.configFile = configFile
         options.extraArguments = ["--redis", redis.url]
+        options.hostName = hostName
         return options
     }
 
@@ -182,6 +183,42 @@ struct ClusterTests {
                 listed = view["data"]?["members"]?[victimID] != nil
             }
             #expect(!listed, "the killed worker's member left roomView within 3 s")
+        }
+    }
+
+    @Test("two hosts named web1 and web10, two workers each: every member hears every say once, byte-exact; nobody hears itself")
+    func twoNamedHostsOfTwoWorkers() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        try withHerald(Self.options(workers: 2, redis: redis, hostName: "web1")) { web1 in
+            try withHerald(Self.options(workers: 2, redis: redis, hostName: "web10")) { web10 in
+                // Six clients per host (over both of its workers), all in the default room.
+                var clients: [(LineClient, String, String)] = []  // client, connection id, server id
+                for server in [web1, web10] {
+                    for _ in 0..<6 {
+                        let (client, id) = try server.connectWithId()
+                        clients.append((client, id, try Self.workerID(client, messageCount: 2)))
+                    }
+                }
+                let servers = Set(clients.map(\.2))
+                #expect(servers.filter { $0.hasPrefix("web1-") }.count >= 1 && servers.filter { $0.hasPrefix("web10-") }.count >= 1,
+                        "server ids: \(servers)")
+                // Let every worker's join of the default room be visible on the bus.
+                try RedisBusTests.eventually(5, "12 members in defaultRoom") {
+                    try clients[0].0.send("roomView")
+                    return try clients[0].0.readJSON()["data"]?["membersCount"]?.intValue == 12
+                }
+                for (speaker, speakerID, _) in clients {
+                    try speaker.send(#"say défaut "\#(speakerID)" {}"#)
+                    try speaker.expect(#"{"status":"OK","context":"response","data":null,"messageCount":<NUM>}"#)
+                    for (hearer, hearerID, _) in clients where hearerID != speakerID {
+                        let line = try hearer.readLine()
+                        let expected = #"{"message":"défaut \"\#(speakerID)\" {}","room":"defaultRoom","from":"\#(speakerID)","context":"user","sentAt":"#
+                        #expect(line.hasPrefix(expected) && line.hasSuffix("}"), "heard \(line)")
+                    }
+                }
+                for (client, _, _) in clients { try client.expectNoData(for: 0.05) }
+            }
         }
     }
 

@@ -33,8 +33,10 @@ struct LoadBalancerTests {
         let redis = try RedisServer()
         var options = HeraldOptions()
         options.extraArguments = ["--redis", redis.url]
+        options.hostName = "web1"  // each host its own name, as two machines
         let hostA = try HeraldProcess.start(options)
         defer { hostA.stop(); hostA.removeDirectory() }
+        options.hostName = "web10"
         let hostB = try HeraldProcess.start(options)
         defer { hostB.stop(); hostB.removeDirectory() }
 

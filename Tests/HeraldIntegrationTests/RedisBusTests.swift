@@ -7,17 +7,22 @@ import Testing
 struct RedisBusTests {
     /// Starts Redis and two single-worker herald processes pointed at it. No default
     /// room, so that every join is an explicit `roomAdd` whose reply means "visible".
+    /// Each "host" has its own host name (a UTS namespace), as two machines would: by
+    /// default `web1` and `web10`, whose server ids differ in length.
     static func withTwoHosts(prefixes: (String, String) = ("herald:", "herald:"),
+                             hostNames: (String, String) = ("web1", "web10"),
+                             settings: [(String, String)] = [],
                              _ body: (HeraldProcess, HeraldProcess, RedisServer) throws -> Void) throws {
         let redis = try RedisServer()
         defer { redis.stop() }
-        func options(_ prefix: String) -> HeraldOptions {
-            var options = HeraldOptions([("defaultRoom", ""), ("redisPrefix", prefix)])
+        func options(_ prefix: String, _ hostName: String) -> HeraldOptions {
+            var options = HeraldOptions([("defaultRoom", ""), ("redisPrefix", prefix)] + settings)
             options.extraArguments = ["--redis", redis.url]
+            options.hostName = hostName
             return options
         }
-        try withHerald(options(prefixes.0)) { a in
-            try withHerald(options(prefixes.1)) { b in try body(a, b, redis) }
+        try withHerald(options(prefixes.0, hostNames.0)) { a in
+            try withHerald(options(prefixes.1, hostNames.1)) { b in try body(a, b, redis) }
         }
     }
 
@@ -68,6 +73,44 @@ struct RedisBusTests {
             for i in 0..<50 { try alice.expectOK("null", 5 + i) }
             for i in 0..<50 { try bob.expect(#"{"message":"m\#(i)","room":"lobby","from":"\#(aliceID)","context":"user","sentAt":<NUM>}"#) }
             try alice.expectNoData(for: 0.2)
+        }
+    }
+
+    @Test("hosts named web1 and web10: chat arrives byte-exact both ways, and no worker delivers its own echo")
+    func hostsWithDifferentNames() throws {
+        try Self.withTwoHosts(hostNames: ("web1", "web10")) { a, b, _ in
+            let (alice, aliceID) = try Self.client(a)
+            let (amy, amyID) = try Self.client(a)  // alice's neighbour: hears her once, not twice
+            let (bob, bobID) = try Self.client(b)
+            let (ben, benID) = try Self.client(b)
+            for client in [alice, amy, bob, ben] {
+                try client.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            }
+            try alice.send("status")
+            let aID = try alice.readJSON()["id"]?.stringValue ?? ""
+            try bob.send("status")
+            let bID = try bob.readJSON()["id"]?.stringValue ?? ""
+            #expect(aID.hasPrefix("web1-") && bID.hasPrefix("web10-"), "server ids \(aID), \(bID)")
+            // Quotes, a backslash, braces, multi-byte UTF-8: every byte must survive.
+            let message = #"héllo "web" {x} ✓ \ end"#
+            let escaped = #"héllo \"web\" {x} ✓ \\ end"#
+            for client in [amy, ben] { try client.send("status"); _ = try client.readJSON() }  // (same counts for all)
+            var n = 4
+            for (speaker, speakerID, hearers) in [(alice, aliceID, [amy, bob, ben]), (bob, bobID, [alice, amy, ben]),
+                                                 (amy, amyID, [alice, bob, ben]), (ben, benID, [alice, amy, bob])] {
+                try speaker.send("say r \(message) \(n)")
+                try speaker.expectOK("null", 4)  // each says once
+                for hearer in hearers {
+                    let line = try hearer.readLine()
+                    let expected = #"{"message":""# + escaped + " \(n)" + #"","room":"r","from":""# + speakerID
+                        + #"","context":"user","sentAt":"#
+                    #expect(line.hasPrefix(expected) && line.hasSuffix("}") && !line.dropFirst(expected.count).contains(","),
+                            "heard \(line)")
+                }
+                n += 1
+            }
+            // Nobody hears anything twice, and no speaker hears itself.
+            for client in [alice, amy, bob, ben] { try client.expectNoData(for: 0.3) }
         }
     }
 

@@ -75,6 +75,9 @@ struct HeraldOptions {
     var extraArguments: [String] = []
     /// Prepares the working directory (e.g. the public directory) before the start.
     var prepare: ((URL) throws -> Void)? = nil
+    /// Runs herald in its own UTS namespace with this host name (`unshare -u`; needs
+    /// root), so that two test "hosts" have different names, as two machines would.
+    var hostName: String? = nil
 
     init(_ settings: [(String, String)] = []) { self.settings = settings }
 }
@@ -314,7 +317,14 @@ final class HeraldProcess {
             // servers of tests running in parallel do not collide.
             env["HERALD_RUN_DIR"] = dir.path
             env.merge(options.environment) { $1 }
-            let child = try ChildProcess(path: binary, arguments: args, environment: env, directory: dir,
+            var path = binary
+            var spawnArguments = args
+            if let hostName = options.hostName {
+                // unshare and sh both exec: the child's pid stays herald's own.
+                path = "/usr/bin/unshare"
+                spawnArguments = ["--uts", "--", "/bin/sh", "-c", #"hostname "$1" && shift && exec "$@""#, "sh", hostName, binary] + args
+            }
+            let child = try ChildProcess(path: path, arguments: spawnArguments, environment: env, directory: dir,
                                          stdoutPath: dir.appendingPathComponent("herald.stdout").path,
                                          stderrPath: dir.appendingPathComponent("herald.stderr").path)
             let server = HeraldProcess(port: port, directory: dir, process: child, arguments: args)
