@@ -79,14 +79,14 @@ extension Worker {
 
     /// Notes when an unfinished line began, for `lineTimeout`.
     func noteLineProgress(_ connection: Connection) {
-        let framer = connection.framer
-        if framer.hasPartialLine {
-            if connection.lineStartedAt == 0 || connection.lineStartCount != framer.linesStarted {
-                connection.lineStartCount = framer.linesStarted
+        if connection.framer.hasPartialLine {
+            let started = connection.framer.linesStarted
+            if connection.lineStartedAt == 0 || connection.lineStartCount != started {
+                connection.lineStartCount = started
                 connection.lineStartedAt = Clock.monotonicMillis
                 scheduleSweep()
             }
-        } else {
+        } else if connection.lineStartedAt != 0 {
             connection.lineStartedAt = 0
         }
     }

@@ -178,7 +178,7 @@ extension Connection {
     }
 
     /// The length of `text` as a JSON string: quotes and escapes included (`\u0001` is six).
-    static func encodedSize(_ text: String) -> Int {
+    nonisolated static func encodedSize(_ text: String) -> Int {
         var size = 2
         for byte in text.utf8 {
             switch byte {

@@ -97,3 +97,32 @@ struct ConfigurationTests {
         #expect(ConfigurationLoader.value(fromText: "[1]") == .string("[1]"))
     }
 }
+
+@Suite("Connection limits")
+struct ConnectionLimitTests {
+    @Test func encodedSizeCountsEscapes() {
+        #expect(Connection.encodedSize("") == 2)
+        #expect(Connection.encodedSize("abc") == 5)
+        #expect(Connection.encodedSize("\u{01}") == 8)  // "\u0001"
+        #expect(Connection.encodedSize("\n\t\"\\") == 10)
+        #expect(Connection.encodedSize("é") == 4)  // UTF-8 bytes, not escaped
+    }
+
+    @Test func newSettings() throws {
+        let defaults = Configuration()
+        #expect(defaults.lineTimeout == 30_000 && defaults.idleTimeout == 0 && defaults.outputStallTimeout == 10_000)
+        #expect(defaults.maxStickyParamBytes == 1_000_000 && defaults.maxStickyParamValueBytes == 1_000_000)
+        #expect(defaults.maxStickyParamBytes < defaults.maxOutputBytes)
+        var configuration = Configuration()
+        try configuration.set("lineTimeout", .number(0), source: "test")
+        try configuration.set("idleTimeout", .string("60000"), source: "test")
+        try configuration.set("maxStickyParamValueBytes", .number(4096), source: "test")
+        #expect(configuration.lineTimeout == 0 && configuration.idleTimeout == 60_000 && configuration.maxStickyParamValueBytes == 4096)
+        #expect(throws: ConfigurationError.self) { try configuration.set("outputStallTimeout", .number(-1), source: "test") }
+        #expect(throws: ConfigurationError.self) { try configuration.set("maxStickyParamValueBytes", .number(0), source: "test") }
+        for key in ["lineTimeout", "idleTimeout", "outputStallTimeout", "maxStickyParamValueBytes"] {
+            #expect(Configuration.keys.contains(key))
+            #expect(configuration.asJSON[key] != nil)
+        }
+    }
+}
