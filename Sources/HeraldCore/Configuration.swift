@@ -33,6 +33,11 @@ public struct Configuration: Sendable, Equatable {
     /// Milliseconds a connection whose input is held for its output backlog may go
     /// without reading any of that output before it is dropped; 0 is off.
     public var outputStallTimeout = 10_000
+    /// Milliseconds a client that closed its sending side (FIN) waits for the replies it
+    /// is owed; then its pending actions are cancelled and the connection closed. A
+    /// server cannot tell a half-close from a full close, so this bounds what a client
+    /// that simply went away leaves running.
+    public var halfClosedWaitLimit = 10_000
     public var maxConnections = 100_000
     public var pendingShutdownWaitLimit = 5_000
     /// Milliseconds between keep-alive lines; 0 is off.
@@ -86,7 +91,7 @@ public struct Configuration: Sendable, Equatable {
         "port", "bind", "workers", "welcomeMessage", "defaultRoom", "announceJoinLeave",
         "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes", "maxStickyParamValueBytes",
         "maxRoomsPerConnection", "maxRoomNameBytes", "maxSayBytes",
-        "maxOutputBytes", "lineTimeout", "idleTimeout", "outputStallTimeout", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
+        "maxOutputBytes", "lineTimeout", "idleTimeout", "outputStallTimeout", "halfClosedWaitLimit", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
         "publicDir", "logLevel", "logFile",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisPasswordFile",
         "redisDatabase", "redisPrefix",
@@ -146,6 +151,7 @@ public struct Configuration: Sendable, Equatable {
         case "lineTimeout": lineTimeout = try int(min: 0, max: 86_400_000)
         case "idleTimeout": idleTimeout = try int(min: 0, max: 604_800_000)
         case "outputStallTimeout": outputStallTimeout = try int(min: 0, max: 86_400_000)
+        case "halfClosedWaitLimit": halfClosedWaitLimit = try int(min: 0, max: 86_400_000)
         case "maxConnections": maxConnections = try int(min: 1, max: 10_000_000)
         case "pendingShutdownWaitLimit": pendingShutdownWaitLimit = try int(min: 0, max: 3_600_000)
         case "keepAliveInterval": keepAliveInterval = try int(min: 0, max: 86_400_000)
@@ -200,6 +206,7 @@ public struct Configuration: Sendable, Equatable {
             ("maxOutputBytes", .number(Double(maxOutputBytes))),
             ("lineTimeout", .number(Double(lineTimeout))), ("idleTimeout", .number(Double(idleTimeout))),
             ("outputStallTimeout", .number(Double(outputStallTimeout))),
+            ("halfClosedWaitLimit", .number(Double(halfClosedWaitLimit))),
             ("maxConnections", .number(Double(maxConnections))),
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),

@@ -76,6 +76,8 @@ public final class Connection: EventHandler {
     var isQueuedForFlush = false
     var isWatchingWritable = false
     var lingerTimer: LoopTimer?
+    /// After the client's FIN: when its owed replies are given up (`halfClosedWaitLimit`).
+    var halfCloseTimer: LoopTimer?
     /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
     var isOverflowing = false
     var overflowDetail = ""

@@ -100,6 +100,14 @@ extension Worker {
         connection.inputEnded = true
         connection.updateInterest()
         closeIfAnswered(connection)
+        guard connection.isOpen else { return }
+        // Still owed replies. The peer may have half-closed and be reading, or be gone
+        // altogether (a close looks the same until a write fails): wait, but bounded.
+        let limit = configuration.halfClosedWaitLimit
+        connection.halfCloseTimer = EventLoop.current.schedule(afterMilliseconds: limit) { [weak self, weak connection] in
+            guard let self, let connection, connection.isOpen, connection.inputEnded else { return }
+            self.drop(connection, reason: "client closed; replies still owed after \(limit) ms (halfClosedWaitLimit)")
+        }
     }
 
     /// After a half-close: closes once every line is answered (no held input, no pending

@@ -209,6 +209,7 @@ public final class Worker: BeforeSleepHook {
         connection.state = .closed
         cancelActions(of: connection)
         connection.lingerTimer?.cancel()
+        connection.halfCloseTimer?.cancel()
         EventLoop.current.unregister(fd: connection.fd)
         connections[Int(connection.fd)] = nil
         connection.transport.close()

@@ -73,7 +73,9 @@ struct HardeningActionTests {
 
     @Test("20 connections × 5 day-long sleepTests with 1 MB params, then gone: memory and pendingActions return at once")
     func closedConnectionsCancelTheirActions() throws {
-        try withHerald { server in
+        // A clean close is a FIN, as a half-close is: its replies are waited for
+        // halfClosedWaitLimit, shortened here; a reset cancels at once.
+        try withHerald(HeraldOptions([("halfClosedWaitLimit", "300")])) { server in
             let worker = try WorkerProbe.worker(of: server)
             let baseline = WorkerProbe.rss(worker)
             let padding = String(repeating: "p", count: 1_000_000)
@@ -131,7 +133,7 @@ struct HardeningActionTests {
         let redis = try RedisServer()
         defer { redis.stop() }
         var options = HeraldOptions()
-        options.extraArguments = ["--redis", redis.url]
+        options.extraArguments = ["--redis", redis.url, "--set", "halfClosedWaitLimit=100"]
         try withHerald(options) { server in
             let (leaver, _) = try server.connectWelcomed()
             let (watcher, _) = try server.connectWelcomed()
@@ -142,7 +144,7 @@ struct HardeningActionTests {
             try leaver.send(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#)
             usleep(200_000)
             leaver.close()
-            usleep(200_000)
+            usleep(500_000)  // halfClosedWaitLimit (100 ms), then cancelled
             // status reads this worker's counts at once, then waits for Redis's.
             try watcher.send("status")
             let reply = try JSON.parse(try watcher.readLine(timeout: 8))
