@@ -71,7 +71,8 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
   limits=(-max_total_time="$seconds")
   if [ -n "$runs" ]; then limits=(-runs="$runs" -max_total_time=$((seconds > 86400 ? seconds : 86400))); fi
-  echo "fuzz: $target: ${runs:+$runs executions, }${runs:-$seconds s}${runs:+ (cap ${limits[1]#-max_total_time=} s)} (log $log)"
+  if [ -n "$runs" ]; then what="$runs executions"; else what="$seconds s"; fi
+  echo "fuzz: $target: $what (log $log)"
   status=0
   HERALD_FUZZ_TARGET="$target" nice -n "$niceness" "$binary" "${limits[@]}" -timeout=10 -print_final_stats=1 \
     -dict="$dict" -artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} "$corpus" "$seeds" >"$log" 2>&1 || status=$?
