@@ -11,10 +11,11 @@
 #
 # Environment:
 #   FUZZ_TARGETS="json resp"   run only these targets
-#   FUZZ_RUNS=10000000         stop each target after this many executions instead of
-#                              after the time (the time then only caps it)
+#   FUZZ_RUNS=10000000         run each target for this many executions instead (the
+#                              seconds are then ignored)
 #   FUZZ_NICE=10               run the fuzzers at this nice level
 #   FUZZ_ARGS="-max_len=512"   more libFuzzer options
+#   FUZZ_SEEDS=DIR             seeds from DIR/<target> instead of Tests/Fuzz/<target>
 # Seeds and dictionaries are in Tests/Fuzz; what a run finds goes to .build-fuzz/corpus/
 # (kept between runs, not in git).
 set -euo pipefail
@@ -61,7 +62,7 @@ export SWIFT_BACKTRACE=enable=no
 failed=()
 results=()
 for target in "${targets[@]}"; do
-  seeds="Tests/Fuzz/$target"
+  seeds="${FUZZ_SEEDS:-Tests/Fuzz}/$target"
   [ -d "$seeds" ] || { echo "fuzz: unknown target '$target' (no $seeds)" >&2; exit 2; }
   dict="Tests/Fuzz/$target.dict"
   [ -f "$dict" ] || dict="$scratch/dict/$target.dict"
@@ -70,7 +71,7 @@ for target in "${targets[@]}"; do
   log="$scratch/logs/$target.log"
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
   limits=(-max_total_time="$seconds")
-  if [ -n "$runs" ]; then limits=(-runs="$runs" -max_total_time=$((seconds > 86400 ? seconds : 86400))); fi
+  if [ -n "$runs" ]; then limits=(-runs="$runs"); fi
   if [ -n "$runs" ]; then what="$runs executions"; else what="$seconds s"; fi
   echo "fuzz: $target: $what (log $log)"
   status=0

@@ -19,6 +19,7 @@ enum Soak {
         OptionSpec(name: "sample", defaultValue: "5", help: "seconds between RSS samples"),
         OptionSpec(name: "settle", defaultValue: "3", help: "seconds idle after the load before the last RSS sample"),
         OptionSpec(name: "max-rss-growth", defaultValue: "64", help: "MiB a worker may grow (idle after vs. before; last vs. first sample under load)"),
+        OptionSpec(name: "max-rss-peak", defaultValue: "256", help: "MiB a worker may reach over its idle RSS at any sample"),
         OptionSpec(name: "say-bytes", defaultValue: "500000", help: "bytes of each huge say (near the say limit)"),
         OptionSpec(name: "flood-lines", defaultValue: "20000", help: "most lines in one pipelined burst"),
         OptionSpec(name: "scale", defaultValue: "1", help: "clients of each kind, multiplied"),
@@ -39,6 +40,7 @@ enum Soak {
             sample: try options.seconds("sample", min: 0.5),
             settle: try options.seconds("settle"),
             maxGrowthKiB: try options.int("max-rss-growth", min: 1) * 1024,
+            maxPeakKiB: try options.int("max-rss-peak", min: 1) * 1024,
             sayBytes: try options.int("say-bytes", min: 1, max: 64 << 20),
             floodLines: try options.int("flood-lines", min: 2, max: 1_000_000),
             scale: try options.int("scale", min: 1, max: 100),
@@ -56,6 +58,7 @@ final class SoakRun {
         var sample: Double
         var settle: Double
         var maxGrowthKiB: Int
+        var maxPeakKiB: Int
         var sayBytes: Int
         var floodLines: Int
         var scale: Int
@@ -148,6 +151,7 @@ final class SoakRun {
     private var exampleCounts = [Int](repeating: 0, count: Kind.allCases.count)
     private let blob32k = [UInt8](repeating: UInt8(ascii: "b"), count: 32 * 1024)
     private let blob256k = [UInt8](repeating: UInt8(ascii: "s"), count: 256 * 1024)
+    private let blob256kControl = [UInt8](repeating: 0x01, count: 256 * 1024)
 
     init(_ config: Config) throws {
         self.config = config
@@ -335,7 +339,7 @@ final class SoakRun {
             }
             c.connected = true
             // Churn: one in four sessions hangs up before the welcome line.
-            if c.kind == .churn && c.variant % 4 == 3 { c.variant += 1; finish(c, now: now); return }
+            if c.kind == .churn && c.variant % 4 == 3 { c.variant += 1; finish(c, now: now, delay: 10_000_000); return }
         }
         flush(c)
     }
@@ -441,8 +445,12 @@ final class SoakRun {
             send(c, String(repeating: "paramView blob\r\n", count: 16), expect: 16)
             c.nextRead = now
         case .stalled:
-            // 16 replies of 256 KiB (4 MiB, past maxOutputBytes), nothing read for 3 s.
-            send(c, Array("paramAdd blob=".utf8) + blob256k + [0x0D, 0x0A], expect: 1)
+            // In the huge says' room; 16 replies of 256 KiB (4 MiB, past maxOutputBytes; every
+            // other session of control bytes, six times that once JSON-escaped); nothing read
+            // for 3 s.
+            c.variant += 1
+            send(c, "roomAdd soakSay\r\n", expect: 1)
+            send(c, Array("paramAdd blob=".utf8) + (c.variant % 2 == 0 ? blob256kControl : blob256k) + [0x0D, 0x0A], expect: 1)
             send(c, String(repeating: "paramsView\r\n", count: 16), expect: 16)
             c.holdUntil = now + 3_000_000_000
             c.deadline = c.holdUntil + 20_000_000_000
@@ -460,8 +468,8 @@ final class SoakRun {
         case .churn:
             c.variant += 1
             switch c.variant % 4 {
-            case 1: finish(c, now: now)                                 // hang up after the welcome
-            case 2: send(c, "detailsView\r\n", expect: 0); finish(c, now: now)  // ask, do not wait
+            case 1: finish(c, now: now, delay: 10_000_000)              // hang up after the welcome
+            case 2: send(c, "detailsView\r\n", expect: 0); finish(c, now: now, delay: 10_000_000)  // ask, do not wait
             default: send(c, "detailsView\r\n", expect: 1)
             }
         case .halfClose:
@@ -493,8 +501,12 @@ final class SoakRun {
     /// Every request the client waited for was answered.
     private func allAnswered(_ c: Client, now: UInt64) {
         switch c.kind {
-        case .slow, .stalled, .flood, .churn:
+        case .slow, .stalled:
             finish(c, now: now)
+        case .churn:
+            finish(c, now: now, delay: 10_000_000)
+        case .flood:
+            finish(c, now: now, delay: 250_000_000)   // bursts, not a throughput test
         case .halfClose:
             c.deadline = now + 5_000_000_000   // now the close must follow
         case .listener:
@@ -622,10 +634,16 @@ final class SoakRun {
         if let first = samples.first, let last = samples.last, samples.count >= 2 {
             for (pid, a) in first.rss { if let b = last.rss[pid] { growthLoad = max(growthLoad, b - a) } }
         }
-        for s in samples { for v in s.rss.values { peak = max(peak, v) } }
+        var peakOver = 0
+        for s in samples {
+            for (pid, v) in s.rss {
+                peak = max(peak, v)
+                peakOver = max(peakOver, v - (idleBefore[pid] ?? v))
+            }
+        }
         print("RSS MiB per worker: idle before " + idleBefore.sorted { $0.key < $1.key }.map { mib($0.value) }.joined(separator: "/")
               + ", peak \(mib(peak)), idle after " + idleAfter.sorted { $0.key < $1.key }.map { mib($0.value) }.joined(separator: "/")
-              + "; growth idle→idle \(mib(growthIdle)), first→last sample \(mib(growthLoad)) (bound \(mib(config.maxGrowthKiB)))")
+              + "; growth idle→idle \(mib(growthIdle)), first→last sample \(mib(growthLoad)) (bound \(mib(config.maxGrowthKiB))), peak over idle \(mib(peakOver)) (bound \(mib(config.maxPeakKiB)))")
 
         var reasons: [String] = []
         if supervisorGone { reasons.append("the supervisor exited") }
@@ -635,6 +653,7 @@ final class SoakRun {
         }
         if total.errorReplies > 0 { reasons.append("\(total.errorReplies) unexpected error replies") }
         if growthIdle > config.maxGrowthKiB || growthLoad > config.maxGrowthKiB { reasons.append("RSS grew past the bound") }
+        if peakOver > config.maxPeakKiB { reasons.append("RSS peaked past the bound") }
         if says == 0 { reasons.append("no huge say was answered") }
         let verdict = reasons.isEmpty ? "PASS" : "FAIL"
         if config.json {
