@@ -8,6 +8,8 @@
 #   SOAK_SECONDS=60 deploy/soak.sh            (a short run)
 #   SOAK_ARGS="--max-rss-growth 32" deploy/soak.sh 10   (more `herald bench soak` options)
 #   HERALD_BIN=/path/to/herald deploy/soak.sh (skip the release build)
+#   BENCH_BIN=/path/to/herald                 (the binary whose `bench soak` drives the load;
+#                                              default: the same one)
 #
 # Exits 0 when the verdict is PASS; 1 when a worker restarted, RSS grew past the bound,
 # a reply was missing or not JSON. Everything it starts it stops, by PID.
@@ -65,7 +67,7 @@ sleep 1
 
 echo "soak: herald $port (supervisor $supervisor, 2 workers), redis-server $redis_port (pid $redis_pid), $seconds s"
 status=0
-"$herald" bench soak --port "$port" --pid "$supervisor" --seconds "$seconds" ${SOAK_ARGS:-} || status=$?
+"${BENCH_BIN:-$herald}" bench soak --port "$port" --pid "$supervisor" --seconds "$seconds" ${SOAK_ARGS:-} || status=$?
 if grep -qE 'level=(error|fatal)|unexpected=true' "$work/herald.log" 2>/dev/null; then
   echo "soak: from the cluster's log:"
   grep -E 'level=(error|fatal)|unexpected=true' "$work/herald.log" | head -10 | sed 's/^/  /'

@@ -20,7 +20,7 @@ enum Soak {
         OptionSpec(name: "settle", defaultValue: "3", help: "seconds idle after the load before the last RSS sample"),
         OptionSpec(name: "max-rss-growth", defaultValue: "64", help: "MiB a worker may grow (idle after vs. before; last vs. first sample under load)"),
         OptionSpec(name: "max-rss-peak", defaultValue: "256", help: "MiB a worker may reach over its idle RSS at any sample"),
-        OptionSpec(name: "say-bytes", defaultValue: "500000", help: "bytes of each huge say (near the say limit)"),
+        OptionSpec(name: "say-bytes", defaultValue: "60000", help: "bytes of each huge say, JSON-escaped (near the say limit)"),
         OptionSpec(name: "flood-lines", defaultValue: "20000", help: "most lines in one pipelined burst"),
         OptionSpec(name: "scale", defaultValue: "1", help: "clients of each kind, multiplied"),
         OptionSpec(name: "json", defaultValue: nil, help: "print the final result as one JSON object too"),
@@ -156,12 +156,12 @@ final class SoakRun {
     init(_ config: Config) throws {
         self.config = config
         poller = try Poller()
-        // A huge say: printable text, and one in four with 5% control bytes (six bytes each
-        // once JSON-escaped for the listeners).
+        // A huge say: `sayBytes` of printable text, and one in four with 5% control bytes,
+        // shorter so that it is as long once JSON-escaped (`\u0001`, six bytes each).
         sayPlain = Array("say soakSay ".utf8)
         sayEscaped = sayPlain
-        for i in 0..<config.sayBytes {
-            sayPlain.append(UInt8(ascii: "a") + UInt8(i % 26))
+        for i in 0..<config.sayBytes { sayPlain.append(UInt8(ascii: "a") + UInt8(i % 26)) }
+        for i in 0..<(config.sayBytes * 4 / 5) {
             sayEscaped.append(i % 20 == 0 ? 0x01 : UInt8(ascii: "a") + UInt8(i % 26))
         }
         sayPlain += [0x0D, 0x0A]
