@@ -59,6 +59,9 @@ mkdir -p "$scratch/dict"
 } > "$scratch/dict/config.dict"
 
 export SWIFT_BACKTRACE=enable=no
+# The config target's scratch file goes here (a crash cannot clean it up).
+mkdir -p "$scratch/tmp"
+export TMPDIR="$PWD/$scratch/tmp"
 failed=()
 results=()
 for target in "${targets[@]}"; do

@@ -15,7 +15,9 @@ enum ConfigTarget {
     nonisolated(unsafe) static var path = ""
 
     static func setUp() {
-        var template = Array("/tmp/herald-fuzz-config-XXXXXX".utf8CString)
+        // Under $TMPDIR (deploy/fuzz.sh: .build-fuzz/tmp), where a crash may leave it behind.
+        let tmp = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array((tmp + "/herald-fuzz-config-XXXXXX").utf8CString)
         guard let dir = mkdtemp(&template) else { fail("config: mkdtemp failed") }
         path = String(cString: dir) + "/fuzz.json"
         atexit { _ = unlink(ConfigTarget.path); _ = rmdir(String(ConfigTarget.path.dropLast(10))) }
