@@ -51,6 +51,10 @@ let package = Package(
         .target(name: "HeraldServer", dependencies: ["HeraldCore", "HeraldCluster", "HeraldLoop", "HeraldProtocol",
                                                      "HeraldBench", "HeraldRedis", "HeraldTLS", "HeraldConsole", "CHeraldSystem"]),
         .executableTarget(name: "herald", dependencies: ["HeraldServer", "HeraldActions"]),
+        // libFuzzer targets for the parsers (framer + request parser, JSON, RESP, configuration).
+        // Only deploy/fuzz.sh's build (--sanitize=fuzzer -DHERALD_FUZZ) makes them fuzz; a plain
+        // build makes a stub that says so.
+        .executableTarget(name: "HeraldFuzz", dependencies: ["HeraldProtocol", "HeraldCore", "HeraldRedis", "HeraldBench"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore", "HeraldProtocol", "HeraldLoop"]),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),

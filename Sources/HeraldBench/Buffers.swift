@@ -22,9 +22,9 @@ final class InBuffer {
 
     /// Reads once from `fd`. Returns the byte count, 0 at end of stream, -1 for "try
     /// again later" and throws nothing: other errors come back as -2 with errno set.
-    func read(from fd: Int32) -> Int {
+    func read(from fd: Int32, max: Int = .max) -> Int {
         makeRoom()
-        let n = Glibc.read(fd, base + end, capacity - end)
+        let n = Glibc.read(fd, base + end, Swift.min(capacity - end, max))
         if n > 0 { end += n; return n }
         if n == 0 { return 0 }
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2

@@ -12,7 +12,7 @@ enum Usage {
       reload     rolling reload: new workers (new binary, new configuration) replace the old one by one
       status     the supervisor and each worker: pid, server id, uptime, connections, rooms
       scale N    run N workers
-      bench      the load tool: rr, fanout, idle (see `herald bench --help`)
+      bench      the load tool: rr, fanout, idle, soak (see `herald bench --help`)
       console    talk to a server: interactive on a terminal, one reply per line from a pipe
                  (see `herald console --help`)
       help       this text
