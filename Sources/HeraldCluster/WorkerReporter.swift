@@ -1,3 +1,4 @@
+import CHeraldSystem
 import Glibc
 import HeraldCore
 import HeraldLoop
