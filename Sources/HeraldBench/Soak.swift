@@ -151,7 +151,9 @@ final class SoakRun {
     private var exampleCounts = [Int](repeating: 0, count: Kind.allCases.count)
     private let blob32k = [UInt8](repeating: UInt8(ascii: "b"), count: 32 * 1024)
     private let blob256k = [UInt8](repeating: UInt8(ascii: "s"), count: 256 * 1024)
-    private let blob256kControl = [UInt8](repeating: 0x01, count: 256 * 1024)
+    /// Control bytes, six times their size once JSON-escaped: 128 KiB is 768 KiB encoded,
+    /// within the default maxStickyParamValueBytes (1,000,000, counted encoded).
+    private let blob128kControl = [UInt8](repeating: 0x01, count: 128 * 1024)
 
     init(_ config: Config) throws {
         self.config = config
@@ -450,7 +452,7 @@ final class SoakRun {
             // for 3 s.
             c.variant += 1
             send(c, "roomAdd soakSay\r\n", expect: 1)
-            send(c, Array("paramAdd blob=".utf8) + (c.variant % 2 == 0 ? blob256kControl : blob256k) + [0x0D, 0x0A], expect: 1)
+            send(c, Array("paramAdd blob=".utf8) + (c.variant % 2 == 0 ? blob128kControl : blob256k) + [0x0D, 0x0A], expect: 1)
             send(c, String(repeating: "paramsView\r\n", count: 16), expect: 16)
             c.holdUntil = now + 3_000_000_000
             c.deadline = c.holdUntil + 20_000_000_000
