@@ -17,8 +17,11 @@ public struct Configuration: Sendable, Equatable {
     /// Sticky params are counted as JSON-encoded (`"key":"value",`, escapes included), so
     /// that `paramsView` and `detailsView` stay under `maxOutputBytes`: all of a
     /// connection's params together, and one param.
-    public var maxStickyParamBytes = 1_000_000
-    public var maxStickyParamValueBytes = 1_000_000
+    /// Counted JSON-encoded (as paramsView sends them). The defaults accept any value
+    /// that fits in a default line, even one of control bytes (6 bytes each encoded), as
+    /// PROTOCOL.md promises; a reply that would pass maxOutputBytes becomes an error.
+    public var maxStickyParamBytes = 8_388_608
+    public var maxStickyParamValueBytes = 8_388_608
     /// Rooms one connection may be in at once, and the longest room name.
     public var maxRoomsPerConnection = 100
     public var maxRoomNameBytes = 256

@@ -8,6 +8,17 @@ extension Worker {
                             tooBig: { Self.replyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
         }
         func ok(_ data: JSON?) { reply("OK", data) }
+        /// Replies that carry every sticky param: when their encoded size (tracked) alone
+        /// passes the output limit, the reply-too-big error goes out without encoding
+        /// megabytes first (a few bytes of request must not buy that much CPU).
+        func paramsTooBig() -> Bool {
+            guard connection.paramBytes > configuration.maxOutputBytes else { return false }
+            log.warn("output.lineTooBig", ["id": connection.id.string, "bytes": String(connection.paramBytes),
+                                           "maxOutputBytes": String(configuration.maxOutputBytes)])
+            connection.send { Self.replyTooBig(connection.paramBytes, messageCount: messageCount,
+                                               maxOutputBytes: configuration.maxOutputBytes, to: &$0) }
+            return true
+        }
         let firstWord = arguments.firstIndex(of: " ").map { String(arguments[..<$0]) } ?? arguments
 
         switch verb {
@@ -40,6 +51,7 @@ extension Worker {
             ok(.null)
 
         case .paramsView:
+            if paramsTooBig() { return }
             ok(.object(connection.params))
 
         case .paramsDelete:
@@ -72,6 +84,7 @@ extension Worker {
             viewRoom(room, for: connection, messageCount: messageCount)
 
         case .detailsView:
+            if paramsTooBig() { return }
             ok(.object(details(of: connection)))
 
         case .say:

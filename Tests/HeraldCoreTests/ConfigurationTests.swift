@@ -111,8 +111,7 @@ struct ConnectionLimitTests {
     @Test func newSettings() throws {
         let defaults = Configuration()
         #expect(defaults.lineTimeout == 30_000 && defaults.idleTimeout == 0 && defaults.outputStallTimeout == 10_000)
-        #expect(defaults.maxStickyParamBytes == 1_000_000 && defaults.maxStickyParamValueBytes == 1_000_000)
-        #expect(defaults.maxStickyParamBytes < defaults.maxOutputBytes)
+        #expect(defaults.maxStickyParamBytes == 8_388_608 && defaults.maxStickyParamValueBytes == 8_388_608)
         var configuration = Configuration()
         try configuration.set("lineTimeout", .number(0), source: "test")
         try configuration.set("idleTimeout", .string("60000"), source: "test")

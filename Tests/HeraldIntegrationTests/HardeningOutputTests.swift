@@ -18,31 +18,44 @@ struct HardeningOutputTests {
             var clients: [LineClient] = []
             for _ in 0..<3 {
                 let (c, _) = try h.connectWelcomed()
-                for k in 0..<8 {
-                    try c.roundTrip("paramAdd k\(k)=" + megabyte,
-                                    #"{"status":"param value is too big (1000000 bytes max, JSON-encoded)","context":"response","data":null,"messageCount":\#(k + 1)}"#,
-                                    timeout: 10)
-                }
-                // What fits: 100,000 control bytes are 600,002 bytes as JSON…
-                let fits = String(repeating: "\u{01}", count: 100_000)
-                try c.roundTrip("paramAdd a=" + fits, #"{"status":"OK","context":"response","data":null,"messageCount":9}"#)
+                // Any value that fits in a line is accepted (PROTOCOL.md): 1 MB of control
+                // bytes is 6,000,002 bytes as JSON, within maxStickyParamBytes (8 MiB)…
+                try c.roundTrip("paramAdd k0=" + megabyte, #"{"status":"OK","context":"response","data":null,"messageCount":1}"#, timeout: 10)
                 // …and a second one passes the limit on all params together.
-                try c.roundTrip("paramAdd b=" + fits,
-                                #"{"status":"params are too big (1000000 bytes max, JSON-encoded)","context":"response","data":null,"messageCount":10}"#)
+                try c.roundTrip("paramAdd k1=" + megabyte,
+                                #"{"status":"params are too big (8388608 bytes max, JSON-encoded)","context":"response","data":null,"messageCount":2}"#,
+                                timeout: 10)
                 clients.append(c)
             }
+            // 40 paramsView each, unread: every reply would be a 6 MB line; each becomes
+            // the small reply-too-big error instead, so nothing piles up.
             let peak = WorkerMemory.peakRSSMiB(worker) {
                 for c in clients { try? c.sendRaw(String(repeating: "paramsView\n", count: 40), timeout: 2) }
                 usleep(2_500_000)
             }
             try check(peak - before < 30, "worker RSS grew from \(before) MiB to \(peak) MiB")
-            for (i, c) in clients.enumerated() {
-                let drained = c.drain(timeout: 10, maxBytes: 64 << 20)
-                try check(drained.end == .closed, "client \(i), which did not read, was not disconnected (\(drained))")
+            for c in clients {
+                for k in 0..<40 {
+                    try c.expect(#"{"status":"the reply is too big (<NUM> bytes; maxOutputBytes is 1048576)","context":"response","messageCount":\#(k + 3)}"#, timeout: 10)
+                }
             }
-            try check(h.stderrText().contains("the client is not reading"), "the drops are logged")
+            try check(h.stderrText().contains("output.lineTooBig"), "the refused replies are logged")
+            for c in clients { c.close() }
             let after = WorkerMemory.rssKiB(worker) / 1024
-            try check(after - before < 20, "worker RSS \(after) MiB after the clients were dropped (\(before) MiB before)")
+            try check(after - before < 20, "worker RSS \(after) MiB after the clients left (\(before) MiB before)")
+        }
+    }
+
+    @Test("one sticky param's own limit, counted JSON-encoded")
+    func paramValueLimit() throws {
+        try withHerald(HeraldOptions([("maxStickyParamValueBytes", "600000")])) { h in
+            let (c, _) = try h.connectWelcomed()
+            let fits = String(repeating: "\u{01}", count: 99_000)      // 594,002 bytes as JSON
+            let tooBig = String(repeating: "\u{01}", count: 100_000)  // 600,002
+            try c.roundTrip("paramAdd a=" + fits, #"{"status":"OK","context":"response","data":null,"messageCount":1}"#)
+            try c.roundTrip("paramAdd b=" + tooBig,
+                            #"{"status":"param value is too big (600000 bytes max, JSON-encoded)","context":"response","data":null,"messageCount":2}"#)
+            try c.roundTrip("paramView b", #"{"status":"OK","context":"response","messageCount":3}"#)
         }
     }
 
