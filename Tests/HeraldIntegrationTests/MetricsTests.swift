@@ -238,4 +238,33 @@ struct MetricsTests {
             #expect(sampleSum(after, "herald_reloads_total") == 1)
         }
     }
+
+    @Test("a crashed worker's counts are kept; herald_worker_restarts_total counts its replacement")
+    func countersSurviveCrash() throws {
+        try Self.withMetricsCluster { server, _, metricsPort in
+            try Self.knownTraffic(port: server.port)
+            let actions = #"herald_actions_total{action="randomNumber",result="ok"}"#
+            try Self.waitFor("7 actions reported", timeout: 5) {
+                sampleSum(try HTTP.get(port: metricsPort, "/metrics").body, actions) == 7
+            }
+            let before = try HTTP.get(port: metricsPort, "/metrics").body
+            let pids = ClusterTests.runningWorkerPIDs(try ClusterTests.status(server))
+            #expect(pids.count == 2)
+            guard let victim = pids.first else { return }
+            kill(pid_t(victim), SIGKILL)
+            _ = try ClusterTests.waitForStatus(server, timeout: 15, "the crashed worker replaced") { status in
+                let now = ClusterTests.runningWorkerPIDs(status)
+                return now.count == 2 && !now.contains(victim)
+            }
+            try Self.waitFor("/health is 200 after the replacement", timeout: 10) {
+                (try HTTP.get(port: metricsPort, "/health")).status == 200
+            }
+            let after = try HTTP.get(port: metricsPort, "/metrics").body
+            for series in [actions, "herald_say_total", "herald_connections_opened_total"] {
+                #expect(sampleSum(after, series) >= sampleSum(before, series), "\(series) not lower after the crash")
+            }
+            #expect(sampleSum(after, actions) == 7)
+            #expect(sampleSum(after, "herald_worker_restarts_total") == 1)
+        }
+    }
 }
