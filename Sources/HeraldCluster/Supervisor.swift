@@ -82,6 +82,12 @@ public final class Supervisor {
 
     /// A rolling reload: each slot gets a new worker, and the old one is told to drain
     /// only once the new one accepts connections.
+    /// What the metrics responder reads (Supervisor+Metrics.swift).
+    var metrics = SupervisorMetrics()
+    var workerProcesses: [WorkerProcess] { Array(processes.values) }
+    var currentWorkers: [WorkerProcess?] { slots }
+    var isStopping: Bool { stopping }
+
     @discardableResult
     public func reload() -> String? {
         guard !stopping else { return "the cluster is stopping" }
@@ -91,6 +97,7 @@ public final class Supervisor {
             return problem
         }
         reloadQueue = slots.indices.filter { slots[$0] != nil }
+        metrics.reloads += 1
         log.info("cluster.reload.start", ["workers": String(reloadQueue.count)])
         replaceNext()
         return nil
@@ -234,6 +241,9 @@ public final class Supervisor {
         worker.connections = report.connections
         worker.rooms = report.rooms
         worker.totalActions = report.totalActions
+        worker.counters = report.counters
+        worker.redisUp = report.redisUp
+        worker.hasReported = true
         guard report.kind == .ready, worker.state == .starting else { return }
         worker.state = .running
         worker.readyTimer?.cancel()
@@ -297,6 +307,7 @@ public final class Supervisor {
         worker.readyTimer?.cancel()
         worker.killTimer?.cancel()
         worker.closeChannel()
+        retire(worker)
         let description = ProcessSpawner.describe(waitStatus: status)
         let wasCurrent = worker.index < slots.count && slots[worker.index] === worker
         let wasReplacement = worker === replacement
@@ -343,6 +354,7 @@ public final class Supervisor {
             self.restartTimers[index] = nil
             guard !self.stopping, index < self.slots.count, self.slots[index] == nil else { return }
             self.spawnOrRetry(index: index)
+            self.metrics.restarts += 1
             if let worker = self.slots[index] {
                 log.info("worker.replaced", ["index": String(index), "pid": String(worker.pid)])
             }

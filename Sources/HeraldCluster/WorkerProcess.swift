@@ -1,4 +1,5 @@
 import Glibc
+import HeraldCore
 import HeraldLoop
 import HeraldProtocol
 
@@ -22,6 +23,10 @@ final class WorkerProcess: EventHandler {
     var connections = 0
     var rooms = 0
     var totalActions = 0
+    /// Its last report's counters and Redis state (for `/metrics` and `/health`).
+    var counters = WorkerCounters()
+    var redisUp: Bool?
+    var hasReported = false
     var readyTimer: LoopTimer?
     var killTimer: LoopTimer?
     private var pending: [UInt8] = []

@@ -1,3 +1,4 @@
+import HeraldCore
 import HeraldProtocol
 
 /// A line a worker sends its supervisor: `ready` once it accepts, then `stats` every
@@ -10,8 +11,15 @@ public struct WorkerReport: Sendable, Equatable {
     public var connections: Int
     public var rooms: Int
     public var totalActions: Int
+    /// What the worker counted since it started (for `/metrics`).
+    public var counters = WorkerCounters()
+    /// Whether its Redis clients are connected; nil when it uses no Redis.
+    public var redisUp: Bool?
 
-    public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int) {
+    public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int,
+                counters: WorkerCounters = WorkerCounters(), redisUp: Bool? = nil) {
+        self.counters = counters
+        self.redisUp = redisUp
         self.kind = kind
         self.serverID = serverID
         self.connections = connections
@@ -25,6 +33,7 @@ public struct WorkerReport: Sendable, Equatable {
             ("event", .string(kind.rawValue)), ("serverId", .string(serverID)),
             ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
             ("totalActions", .number(Double(totalActions))),
+            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("metrics", counters.asJSON),
         ]), to: &out)
         out.append(UInt8(ascii: "\n"))
         return out
@@ -39,5 +48,7 @@ public struct WorkerReport: Sendable, Equatable {
         connections = Int(object["connections"]?.numberValue ?? 0)
         rooms = Int(object["rooms"]?.numberValue ?? 0)
         totalActions = Int(object["totalActions"]?.numberValue ?? 0)
+        if case .bool(let up)? = object["redisUp"] { redisUp = up }
+        counters = WorkerCounters(json: object["metrics"])
     }
 }

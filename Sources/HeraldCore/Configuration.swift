@@ -80,6 +80,10 @@ public struct Configuration: Sendable, Equatable {
     public var tlsCiphers = ""
     /// Oldest TLS version accepted: "1.2" or "1.3".
     public var tlsMinVersion = "1.2"
+    /// Port of the supervisor's HTTP responder for `/metrics` and `/health`; 0 is off.
+    public var metricsPort = 0
+    /// Address of the metrics responder (loopback by default: the counters are not public).
+    public var metricsBind = "127.0.0.1"
 
     /// Whether any listener speaks TLS.
     public var usesTLS: Bool { secure || tlsPort != 0 }
@@ -100,6 +104,7 @@ public struct Configuration: Sendable, Equatable {
         "redisDatabase", "redisPrefix",
         "secure", "certFile", "keyFile", "caFile", "tlsPort", "tlsBind", "tlsHandshakeTimeout",
         "tlsCiphers", "tlsMinVersion",
+        "metricsPort", "metricsBind",
     ]
 
     /// Sets one key from a JSON value (numbers and booleans may also come as strings).
@@ -188,6 +193,11 @@ public struct Configuration: Sendable, Equatable {
                 throw ConfigurationError("\(source): tlsMinVersion must be 1.2 or 1.3, not \(version)")
             }
             tlsMinVersion = version
+        case "metricsPort": metricsPort = try int(min: 0, max: 65_535)
+        case "metricsBind":
+            let address = try string()
+            guard !address.isEmpty else { throw ConfigurationError("\(source): metricsBind must be an address, not empty") }
+            metricsBind = address
         default:
             throw ConfigurationError("\(source): unknown setting '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -222,6 +232,7 @@ public struct Configuration: Sendable, Equatable {
             ("caFile", .string(caFile)), ("tlsPort", .number(Double(tlsPort))), ("tlsBind", .string(tlsBind)),
             ("tlsHandshakeTimeout", .number(Double(tlsHandshakeTimeout))), ("tlsCiphers", .string(tlsCiphers)),
             ("tlsMinVersion", .string(tlsMinVersion)),
+            ("metricsPort", .number(Double(metricsPort))), ("metricsBind", .string(metricsBind)),
         ])
     }
 

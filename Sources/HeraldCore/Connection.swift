@@ -81,6 +81,8 @@ public final class Connection: EventHandler {
     /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
     var isOverflowing = false
     var overflowDetail = ""
+    /// Why it closed, for `herald_connections_closed_total` (set where the close is logged).
+    var closeReason = CloseReason.client
     /// `file` replies queued ahead of `output`, each after the output queued before it
     /// (PublicDirectory.swift); their output and a small cost each is `fileQueueBytes`.
     var files: [PendingFile] = []

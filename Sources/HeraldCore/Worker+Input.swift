@@ -119,6 +119,7 @@ extension Worker {
         connection.lineStartedAt = 0
         connection.state = .closing
         leaveAllRooms(connection)
+        connection.closeReason = .client
         log.info("connection.close", closeFields(connection, reason: "client closed"))
         connection.flush()
     }

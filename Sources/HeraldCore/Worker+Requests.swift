@@ -25,6 +25,7 @@ extension Worker {
         connection.totalActions += 1
         totalActions += 1
         func refuse(_ error: String) {
+            ProcessMetrics.counters.actions[actions[name] == nil ? "unknown" : name, default: ActionCounts()].error += 1
             connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) },
                             tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
         }
@@ -49,7 +50,7 @@ extension Worker {
         connection.pendingActions += 1
         pendingActions += 1
         var call = makeCall(params: params, connection: connection)
-        let started = logActions ? Clock.monotonicNanos() : 0
+        let started = Clock.monotonicNanos()
         switch action.body {
         case .sync(let run):
             var failure: String?
@@ -115,8 +116,10 @@ extension Worker {
     private func finish(_ call: ActionCall, action: String, error: String?, connection: Connection, messageCount: Int, started: UInt64) {
         connection.pendingActions -= 1
         pendingActions -= 1
+        let elapsed = Clock.monotonicNanos() &- started
+        Self.count(action: action, failed: error != nil, nanos: elapsed)
         if logActions {
-            let micros = (Clock.monotonicNanos() - started) / 1_000
+            let micros = elapsed / 1_000
             log.debug("action", ["action": action, "connection": connection.id.string, "durationUs": String(micros),
                                  "error": error ?? ""])
         }
@@ -125,6 +128,12 @@ extension Worker {
                             tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
             if connection.pendingActions == 0 { pendingActionsDrained(connection) }
         }
+    }
+
+    /// Counts a finished action (`herald_actions_total`, `herald_action_duration_seconds`):
+    /// in place in the dictionary's storage, no copy of the histogram.
+    private static func count(action: String, failed: Bool, nanos: UInt64) {
+        ProcessMetrics.counters.actions[action, default: ActionCounts()].record(failed: failed, nanos: nanos)
     }
 
     /// Keeps a finished call for reuse, unless the action kept a reference to it.

@@ -227,6 +227,7 @@ extension Worker {
             return replyVerb(connection, "message too long: a chat line is at most \(limit) bytes (maxSayBytes), JSON-encoded", .null, messageCount)
         }
         replyVerb(connection, "OK", .null, messageCount)
+        ProcessMetrics.counters.says += 1
         // Says faster than Redis takes them: read nothing more from this client until it drains.
         if bus.isCongested, !connection.inputHolds.contains(.busBacklog) {
             holdInput(connection, .busBacklog)
@@ -262,9 +263,14 @@ extension Worker {
 
     func deliver(room: String, bytes: UnsafeRawBufferPointer, except sender: Connection?) {
         guard let members = membership.members(of: room) else { return }
+        var delivered = 0
         members.forEach { member in
-            if member !== sender && member.isOpen { member.send(raw: bytes) }
+            if member !== sender && member.isOpen {
+                member.send(raw: bytes)
+                delivered += 1
+            }
         }
+        ProcessMetrics.counters.chatDeliveries += delivered
     }
 
     func replyVerb(_ connection: Connection, _ status: String, _ data: JSON?, _ messageCount: Int) {

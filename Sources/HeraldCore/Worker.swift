@@ -118,6 +118,7 @@ public final class Worker: BeforeSleepHook {
         }
         connections[index] = connection
         connectionCount += 1
+        ProcessMetrics.counters.connectionsOpened += 1
         bus.connectionCountChanged(connectionCount)
         log.info("connection.open", ["id": connection.id.string, "remote": "\(ip):\(port)"])
         if configuration.idleTimeout > 0 { scheduleSweep() }
@@ -189,6 +190,7 @@ public final class Worker: BeforeSleepHook {
         connection.state = .closing
         cancelActions(of: connection)
         leaveAllRooms(connection)
+        connection.closeReason = CloseReason.classify(reason)
         log.info("connection.close", closeFields(connection, reason: reason))
         connection.flush()
     }
@@ -198,6 +200,8 @@ public final class Worker: BeforeSleepHook {
         guard connection.state != .closed else { return }
         if connection.isOpen {
             leaveAllRooms(connection)
+            connection.closeReason = CloseReason.classify(reason)
+            if reason.hasPrefix("output ") { ProcessMetrics.counters.slowConsumerDisconnects += 1 }
             log.info("connection.close", closeFields(connection, reason: reason))
         }
         release(connection)
@@ -216,6 +220,7 @@ public final class Worker: BeforeSleepHook {
         connection.closeFiles()
         outputBuffers.give(&connection.output)
         connectionCount -= 1
+        ProcessMetrics.counters.connectionsClosed[connection.closeReason.rawValue] += 1
         bus.connectionCountChanged(connectionCount)
         if isStopping && connectionCount == 0 { finishStopping() }
     }

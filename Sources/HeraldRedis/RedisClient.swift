@@ -1,5 +1,6 @@
 import CHiredis
 import Glibc
+import HeraldCore
 import HeraldLoop
 
 /// One Redis connection through the hiredis async API, driven by the worker's epoll loop.
@@ -23,7 +24,11 @@ public final class RedisClient: EventHandler {
     public let endpoint: RedisEndpoint
     public let name: String
     public let commandTimeout: Int
-    public private(set) var state: State = .idle
+    public private(set) var state: State = .idle {
+        didSet { noteStateChange(from: oldValue) }
+    }
+    /// Whether this client has been connected before (a later connect is a reconnect).
+    private var wasEverReady = false
     /// Why the last connection attempt failed or the connection was lost.
     public private(set) var lastError = "not connected yet"
     public var isReady: Bool { state == .ready }
@@ -376,6 +381,19 @@ public final class RedisClient: EventHandler {
         }
     }
 
+    /// Keeps the process's Redis counts for `/metrics` and `/health` (ProcessMetrics).
+    private func noteStateChange(from old: State) {
+        guard old != state else { return }
+        if old == .idle && state != .stopped { ProcessMetrics.redisClients += 1 }
+        if state == .stopped && old != .idle { ProcessMetrics.redisClients -= 1 }
+        if old == .ready { ProcessMetrics.redisClientsReady -= 1 }
+        if state == .ready {
+            ProcessMetrics.redisClientsReady += 1
+            if wasEverReady { ProcessMetrics.counters.redisReconnects += 1 }
+            wasEverReady = true
+        }
+    }
+
     private func becameReady() {
         state = .ready
         backoff = Self.initialBackoff
@@ -498,6 +516,7 @@ final class PendingCommand {
     func complete(_ result: Result<RedisReply, RedisError>) {
         guard let completion else { return }
         self.completion = nil
+        if case .success = result { ProcessMetrics.counters.redisCommandDuration.observe(nanos: Clock.monotonicNanos() &- sentAt) }
         timer?.cancel()
         timer = nil
         completion(result)

@@ -130,6 +130,11 @@ enum StartCommand {
                 let control = try ControlServer(path: runFiles.controlSocket) { words in
                     ControlCommands.handle(words, supervisor: supervisor)
                 }
+                // GET /metrics and /health (metricsPort; off by default).
+                let metricsServer = try configuration.metricsPort == 0 ? nil
+                    : MetricsServer(host: configuration.metricsBind, port: configuration.metricsPort) { path in
+                        supervisor.metricsResponse(path: path)
+                    }
                 _ = try SignalWatcher(signals: [SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD]) { delivery in
                     switch delivery.signal {
                     case SIGCHLD: supervisor.reapChildren()
@@ -145,11 +150,13 @@ enum StartCommand {
                     exitStatus = status
                     evictor?.stop()
                     control.close()
+                    metricsServer?.close()
                     EventLoop.current.stop()
                 }
                 log.info("cluster.listening", ["bind": configuration.bind, "port": String(ports[0]),
                                                "tlsPort": ports.count > 1 ? String(ports[1]) : "none",
-                                               "secure": String(configuration.secure), "pidfile": runFiles.pidfile, "control": runFiles.controlSocket])
+                                               "secure": String(configuration.secure), "pidfile": runFiles.pidfile, "control": runFiles.controlSocket,
+                                               "metrics": metricsServer.map { "\(configuration.metricsBind):\($0.port)" } ?? "off"])
             }
         } catch {
             log.error("cluster.start.failed", ["error": "\(error)"])

@@ -38,6 +38,8 @@ struct StartOptions {
             case "--key": options.loader.overrides.append(("keyFile", .string(absolute(try value()))))
             case "--ca": options.loader.overrides.append(("caFile", .string(absolute(try value()))))
             case "--tls-port": options.loader.overrides.append(("tlsPort", ConfigurationLoader.value(fromText: try value())))
+            case "--metrics-port": options.loader.overrides.append(("metricsPort", ConfigurationLoader.value(fromText: try value())))
+            case "--metrics-bind": options.loader.overrides.append(("metricsBind", .string(try value())))
             case "--tls-bind": options.loader.overrides.append(("tlsBind", .string(try value())))
             case "--set":
                 let setting = try value()

@@ -60,6 +60,8 @@ enum Usage {
       --ca FILE            require client certificates signed by these PEM CAs
       --tls-port N         an additional TLS listener beside the main port (0: none)
       --tls-bind ADDRESS   address of the TLS listener (default: same as --bind)
+      --metrics-port N     serve GET /metrics (Prometheus) and /health on this port (0: off)
+      --metrics-bind ADDR  address of the metrics port (default: 127.0.0.1)
       -h, --help           this text
 
     Settings: \(SettingsList.text)

@@ -10,8 +10,9 @@ struct LoadBalancerTests {
         ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"].first { access($0, X_OK) == 0 }
     }
 
-    /// deploy/haproxy.cfg with the frontend on `port` and the given backend servers.
-    static func configuration(port: UInt16, servers: [UInt16]) throws -> String {
+    /// deploy/haproxy.cfg with the frontend on `port` and the given backend servers
+    /// (client port, and the metrics port its health check asks).
+    static func configuration(port: UInt16, servers: [(port: UInt16, metrics: UInt16)]) throws -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let shipped = try String(contentsOf: root.appendingPathComponent("deploy/haproxy.cfg"), encoding: .utf8)
         var lines: [String] = []
@@ -21,7 +22,9 @@ struct LoadBalancerTests {
             if trimmed.hasPrefix("bind ") { lines.append("    bind 127.0.0.1:\(port)"); continue }
             lines.append(String(line))
         }
-        for (index, server) in servers.enumerated() { lines.append("    server host\(index + 1) 127.0.0.1:\(server) check") }
+        for (index, server) in servers.enumerated() {
+            lines.append("    server host\(index + 1) 127.0.0.1:\(server.port) check port \(server.metrics)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -32,11 +35,15 @@ struct LoadBalancerTests {
         }
         let redis = try RedisServer()
         var options = HeraldOptions()
-        options.extraArguments = ["--redis", redis.url]
+        // The shipped check asks each host's GET /health on its metrics port.
+        let metricsA = try FreePort.pick()
+        let metricsB = try FreePort.pick()
+        options.extraArguments = ["--redis", redis.url, "--metrics-port", String(metricsA)]
         options.hostName = "web1"  // each host its own name, as two machines
         let hostA = try HeraldProcess.start(options)
         defer { hostA.stop(); hostA.removeDirectory() }
         options.hostName = "web10"
+        options.extraArguments = ["--redis", redis.url, "--metrics-port", String(metricsB)]
         let hostB = try HeraldProcess.start(options)
         defer { hostB.stop(); hostB.removeDirectory() }
 
@@ -44,7 +51,7 @@ struct LoadBalancerTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let port = try FreePort.pick()
         let config = directory.appendingPathComponent("haproxy.cfg")
-        try Self.configuration(port: port, servers: [hostA.port, hostB.port]).write(to: config, atomically: true, encoding: .utf8)
+        try Self.configuration(port: port, servers: [(hostA.port, metricsA), (hostB.port, metricsB)]).write(to: config, atomically: true, encoding: .utf8)
         let balancer = try ChildProcess(path: haproxy, arguments: ["-db", "-f", config.path], environment: ["PATH": "/usr/bin:/bin"],
                                         directory: directory, stdoutPath: directory.appendingPathComponent("out").path,
                                         stderrPath: directory.appendingPathComponent("err").path)
