@@ -167,6 +167,21 @@ struct LogsAndSystemdTests {
         }
     }
 
+    @Test("herald version and --version: the version and the Swift it was built with; a bad --log-format exits 2")
+    func versionAndBadFormat() throws {
+        let version = try runHerald(["version"])
+        #expect(version.status == .exited(0))
+        let line = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let words = line.split(separator: " ")
+        #expect(words.first == "herald" && words.count > 1 && words[1].split(separator: ".").count == 3, "\(line)")
+        #expect(line.contains("(Swift 6."), "\(line)")
+        let dashed = try runHerald(["--version"])
+        #expect(dashed.stdout == version.stdout)
+        let bad = try runHerald(["start", "--port", "0", "--log-format", "xml"])
+        #expect(bad.status == .exited(2))
+        #expect(bad.stderr.contains("logFormat must be text or json"), "\(bad.stderr)")
+    }
+
     /// `2026-12-01T22:30:00.123Z` as milliseconds since the epoch.
     static func millis(_ text: String?) -> Int64? {
         guard let text, text.count == 24 else { return nil }
