@@ -129,8 +129,10 @@ struct LogsAndSystemdTests {
             try Self.eventually(10, "READY=1") { receiver.messages.count >= 1 }
             let ready = receiver.messages[0]
             #expect(ready.text.hasPrefix("READY=1\n"), "\(ready.text)")
+            // A worker's lines reach the file at the end of its loop iteration, which may
+            // be after READY=1: wait for them, then compare the times they were logged.
+            try Self.eventually(5, "both workers' server.start lines") { serverStarts().count == 2 }
             let first = serverStarts()
-            #expect(first.count == 2, "both workers started before READY=1")
             for start in first { #expect(start.ms <= ready.ms, "a worker served \(start.ms - ready.ms) ms after READY=1") }
             // The workers do not inherit NOTIFY_SOCKET (they would notify as well).
             for pid in WorkerMemory.workerPids(of: server) {
@@ -150,9 +152,9 @@ struct LogsAndSystemdTests {
             let nowUsec = UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1_000
             #expect(usec > 0 && usec <= nowUsec && nowUsec - usec < 30_000_000, "MONOTONIC_USEC=\(usec), now \(nowUsec)")
             #expect(reloaded.text.hasPrefix("READY=1\n"), "\(reloaded.text)")
-            let fresh = serverStarts().filter { start in !first.contains { $0.pid == start.pid } }
-            #expect(fresh.count == 2, "two new workers")
-            for start in fresh {
+            func fresh() -> [(pid: String, ms: Int64)] { serverStarts().filter { start in !first.contains { $0.pid == start.pid } } }
+            try Self.eventually(5, "the two new workers' server.start lines") { fresh().count == 2 }
+            for start in fresh() {
                 #expect(reloading.ms <= start.ms + 1, "RELOADING=1 came before the new worker")
                 #expect(start.ms <= reloaded.ms, "READY=1 came \(start.ms - reloaded.ms) ms before a new worker served")
             }
