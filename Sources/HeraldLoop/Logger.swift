@@ -36,8 +36,6 @@ public enum LogFormat: Sendable {
     /// value a string. `writeString` writes one JSON string, quotes included (the server
     /// passes `JSONWriter.writeString`; this module does not depend on the protocol one).
     case json(writeString: @Sendable (String, inout [UInt8]) -> Void)
-
-    public static let names = ["text", "json"]
 }
 
 /// One line per event: `<UTC time> level=<level> event=<event> key=value …` (or the same
