@@ -58,6 +58,17 @@ public final class Supervisor {
     public var statusFields: JSONObject = JSONObject()
     /// Called with the pid of a worker that died without being told to stop.
     public var onWorkerCrashed: (@LoopActor (_ serverID: String) -> Void)?
+    /// Milestones for a service manager (systemd's notify protocol, SystemdNotifier).
+    public enum Milestone: Sendable, Equatable {
+        /// Every slot's first worker accepts connections.
+        case serving
+        case reloading
+        /// A reload ended; `failure` says why it stopped early.
+        case reloaded(failure: String?)
+        case stopping
+    }
+    public var onMilestone: (@LoopActor (Milestone) -> Void)?
+    private var servingAnnounced = false
 
     public init(options: Options, sockets: SlotSockets) {
         self.options = options
@@ -98,6 +109,7 @@ public final class Supervisor {
         }
         reloadQueue = slots.indices.filter { slots[$0] != nil }
         metrics.reloads += 1
+        onMilestone?(.reloading)
         log.info("cluster.reload.start", ["workers": String(reloadQueue.count)])
         replaceNext()
         return nil
@@ -128,6 +140,7 @@ public final class Supervisor {
         stopping = true
         exitStatus = status
         log.info("cluster.stopping", ["workers": String(processes.count)])
+        onMilestone?(.stopping)
         for timer in restartTimers.values { timer.cancel() }
         restartTimers.removeAll()
         reloadQueue.removeAll()
@@ -152,6 +165,17 @@ public final class Supervisor {
         for (key, value) in statusFields { supervisor[key] = value }
         let workers = processes.values.sorted { ($0.index, $0.startedAt) < ($1.index, $1.startedAt) }.map(\.asJSON)
         return .object(JSONObject([("supervisor", .object(supervisor)), ("workers", .array(workers))]))
+    }
+
+    /// SIGUSR1 (logrotate): the supervisor opens its log file again and has every worker
+    /// do the same; a worker still starting is told once it is ready (its SIGUSR1 watcher
+    /// is set up by then).
+    public func reopenLogs() {
+        if let error = log.reopen() { log.error("log.reopen.failed", ["error": error.description]) }
+        for worker in processes.values {
+            if worker.state == .starting { worker.reopenLogWhenReady = true } else { worker.signal(SIGUSR1) }
+        }
+        log.info("log.reopened", ["workers": String(processes.count)])
     }
 
     // MARK: Worker life cycle
@@ -248,6 +272,14 @@ public final class Supervisor {
         worker.state = .running
         worker.readyTimer?.cancel()
         log.info("worker.ready", ["index": String(worker.index), "pid": String(worker.pid), "serverId": report.serverID])
+        if worker.reopenLogWhenReady {
+            worker.reopenLogWhenReady = false
+            worker.signal(SIGUSR1)
+        }
+        if !servingAnnounced && slots.allSatisfy({ $0?.state == .running }) {
+            servingAnnounced = true
+            onMilestone?(.serving)
+        }
         if worker === replacement {
             // The new worker accepts: now the old one of its slot may drain.
             replacement = nil
@@ -272,10 +304,12 @@ public final class Supervisor {
                 log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
                 reloadQueue.removeAll()
                 log.error("cluster.reload.failed", ["index": String(index), "reason": "cannot start a new worker: \(error)"])
+                onMilestone?(.reloaded(failure: "cannot start a new worker"))
                 return
             }
         }
         log.info("cluster.reload.done", [:])
+        onMilestone?(.reloaded(failure: nil))
     }
 
     private func drain(_ worker: WorkerProcess, reason: String) {
@@ -323,6 +357,7 @@ public final class Supervisor {
             replacement = nil
             reloadQueue.removeAll()
             log.error("cluster.reload.failed", ["index": String(worker.index), "reason": "new worker exited before ready: \(description)"])
+            onMilestone?(.reloaded(failure: "a new worker exited before it was ready"))
         }
         guard !stopping, wasCurrent || wasReplacement else { return }
         if wasCurrent { slots[worker.index] = nil }

@@ -29,6 +29,8 @@ final class WorkerProcess: EventHandler {
     var hasReported = false
     var readyTimer: LoopTimer?
     var killTimer: LoopTimer?
+    /// A log reopen (SIGUSR1) came while it was starting: it is told once it is ready.
+    var reopenLogWhenReady = false
     private var pending: [UInt8] = []
     private unowned let supervisor: Supervisor
     private var channelOpen = true

@@ -49,6 +49,8 @@ public struct Configuration: Sendable, Equatable {
     public var logLevel = "info"
     /// Log destination; "" is stderr.
     public var logFile = ""
+    /// Log line format: "text" (key=value) or "json" (one object per line).
+    public var logFormat = "text"
     /// Redis by URL: `redis://[:password@]host:port[/db]` or `unix:///path/to.sock[?db=N]`.
     /// Takes precedence over the separate redis settings. No Redis configured at all:
     /// `herald start` runs a private redis-server, or one worker on in-process backends.
@@ -99,7 +101,7 @@ public struct Configuration: Sendable, Equatable {
         "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes", "maxStickyParamValueBytes",
         "maxRoomsPerConnection", "maxRoomNameBytes", "maxSayBytes",
         "maxOutputBytes", "lineTimeout", "idleTimeout", "outputStallTimeout", "halfClosedWaitLimit", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
-        "publicDir", "logLevel", "logFile",
+        "publicDir", "logLevel", "logFile", "logFormat",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisPasswordFile",
         "redisDatabase", "redisPrefix",
         "secure", "certFile", "keyFile", "caFile", "tlsPort", "tlsBind", "tlsHandshakeTimeout",
@@ -171,6 +173,12 @@ public struct Configuration: Sendable, Equatable {
             }
             logLevel = name
         case "logFile": logFile = try string()
+        case "logFormat":
+            let name = try string()
+            guard name == "text" || name == "json" else {
+                throw ConfigurationError("\(source): logFormat must be text or json, not \(name)")
+            }
+            logFormat = name
         case "redisUrl": redisUrl = try string()
         case "redisHost": redisHost = try string()
         case "redisPort": redisPort = try int(min: 1, max: 65_535)
@@ -223,7 +231,7 @@ public struct Configuration: Sendable, Equatable {
             ("maxConnections", .number(Double(maxConnections))),
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),
-            ("logLevel", .string(logLevel)), ("logFile", .string(logFile)),
+            ("logLevel", .string(logLevel)), ("logFile", .string(logFile)), ("logFormat", .string(logFormat)),
             ("redisUrl", .string(redisUrl)), ("redisHost", .string(redisHost)), ("redisPort", .number(Double(redisPort))),
             ("redisSocket", .string(redisSocket)), ("redisPassword", .string(redisPassword)),
             ("redisPasswordFile", .string(redisPasswordFile)),

@@ -28,9 +28,19 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
     public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// One line per event: `<UTC time> level=<level> event=<event> key=value …`, to stderr
-/// or a file. Lines are buffered and written once per loop iteration (`flush()`);
-/// warnings and errors are written at once.
+/// How a line is written.
+public enum LogFormat: Sendable {
+    /// `<UTC time> level=<level> event=<event> key=value …`
+    case text
+    /// One JSON object per line: `{"time":…,"level":…,"event":…,"key":"value",…}`, every
+    /// value a string. `writeString` writes one JSON string, quotes included (the server
+    /// passes `JSONWriter.writeString`; this module does not depend on the protocol one).
+    case json(writeString: @Sendable (String, inout [UInt8]) -> Void)
+}
+
+/// One line per event: `<UTC time> level=<level> event=<event> key=value …` (or the same
+/// fields as a JSON object), to stderr or a file. Lines are buffered and written once per
+/// loop iteration (`flush()`); warnings and errors are written at once.
 public final class Logger: Sendable {
     public static let shared = Logger()
 
@@ -39,6 +49,12 @@ public final class Logger: Sendable {
         var fd: Int32 = 2
         var buffer: [UInt8] = []
         var fields: [(String, String)] = []
+        var format: LogFormat = .text
+        /// The log file's path, for `reopen()`; nil for stderr.
+        var path: String?
+        /// Whether standard output and error are the log file too (a daemon's are): a
+        /// reopen points them at the new file as well.
+        var standardStreamsAreLog = false
     }
     private let state = Mutex(State())
 
@@ -46,17 +62,51 @@ public final class Logger: Sendable {
 
     public var level: LogLevel { state.withLock { $0.level } }
 
-    /// Sets the threshold, the destination (nil: stderr) and fields added to every line.
-    public func configure(level: LogLevel, file: String?, fields: [(String, String)] = []) throws(SystemError) {
+    /// Sets the threshold, the destination (nil: stderr), fields added to every line and
+    /// the format.
+    public func configure(level: LogLevel, file: String?, fields: [(String, String)] = [],
+                          format: LogFormat = .text) throws(SystemError) {
         var fd: Int32 = 2
-        if let file, !file.isEmpty { fd = try Self.openLogFile(file) }
+        let path = file.flatMap { $0.isEmpty ? nil : $0 }
+        if let path { fd = try Self.openLogFile(path) }
+        let streamsAreLog = path != nil && Self.sameFile(fd, 2)
         flush()
         state.withLock {
             if $0.fd != 2 { close($0.fd) }
             $0.level = level
             $0.fd = fd
             $0.fields = fields
+            $0.format = format
+            $0.path = path
+            $0.standardStreamsAreLog = streamsAreLog
         }
+    }
+
+    /// Opens the log file again by its path (SIGUSR1, after logrotate renamed it): lines
+    /// from now on go to the file now at that path. On failure the old file stays in use
+    /// and the error is returned. Does nothing when the log is stderr.
+    @discardableResult
+    public func reopen() -> SystemError? {
+        guard let path = state.withLock({ $0.path }) else { return nil }
+        let fd: Int32
+        do { fd = try Self.openLogFile(path) } catch { return error }
+        flush()
+        state.withLock {
+            if $0.standardStreamsAreLog {
+                _ = dup2(fd, 1)
+                _ = dup2(fd, 2)
+            }
+            if $0.fd != 2 { close($0.fd) }
+            $0.fd = fd
+        }
+        return nil
+    }
+
+    /// Whether two descriptors are the same regular file.
+    private static func sameFile(_ a: Int32, _ b: Int32) -> Bool {
+        var first = stat(), second = stat()
+        guard fstat(a, &first) == 0, fstat(b, &second) == 0, first.st_mode & S_IFMT == S_IFREG else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
     }
 
     /// Opens a log file for appending (creating it 0644). A symbolic link in its place
@@ -93,6 +143,11 @@ public final class Logger: Sendable {
     public func log(_ level: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String>) {
         state.withLock { state in
             guard level >= state.level else { return }
+            if case .json(let writeString) = state.format {
+                Self.appendJSON(level, event, fields, writeString, to: &state)
+                if level >= .warn || state.buffer.count > 32_768 { Self.write(&state) }
+                return
+            }
             Self.appendTimestamp(to: &state.buffer)
             Self.append(" level=", to: &state.buffer)
             Self.append(level.name, to: &state.buffer)
@@ -123,6 +178,25 @@ public final class Logger: Sendable {
             }
         }
         state.buffer.removeAll(keepingCapacity: state.buffer.capacity <= 65_536)
+    }
+
+    private static func appendJSON(_ level: LogLevel, _ event: String, _ fields: KeyValuePairs<String, String>,
+                                   _ writeString: (String, inout [UInt8]) -> Void, to state: inout State) {
+        state.buffer.append(contentsOf: #"{"time":""#.utf8)
+        appendTimestamp(to: &state.buffer)
+        state.buffer.append(contentsOf: #"","level":""#.utf8)
+        state.buffer.append(contentsOf: level.name.utf8)
+        state.buffer.append(contentsOf: #"","event":"#.utf8)
+        writeString(event, &state.buffer)
+        func field(_ key: String, _ value: String, _ buffer: inout [UInt8]) {
+            buffer.append(UInt8(ascii: ","))
+            writeString(key, &buffer)
+            buffer.append(UInt8(ascii: ":"))
+            writeString(value, &buffer)
+        }
+        for (key, value) in state.fields { field(key, value, &state.buffer) }
+        for (key, value) in fields { field(key, value, &state.buffer) }
+        state.buffer.append(contentsOf: "}\n".utf8)
     }
 
     private static func append(_ text: String, to buffer: inout [UInt8]) {

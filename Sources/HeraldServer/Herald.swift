@@ -38,7 +38,7 @@ public enum Herald {
             print(Usage.main)
             return 0
         case "version", "--version":
-            print("herald \(Usage.version)")
+            print(Version.line)
             return 0
         default:
             printError("herald: unknown command '\(command)'\n\n\(Usage.main)\n")

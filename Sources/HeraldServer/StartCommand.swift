@@ -10,6 +10,9 @@ import HeraldRedis
 /// and runs until stopped (SIGTERM/SIGINT or `herald stop`).
 enum StartCommand {
     static func main(_ given: [String]) -> Int32 {
+        LogSetup.holdReopenSignal()
+        // Taken before anything is started, so that no child inherits NOTIFY_SOCKET.
+        let notifier = SystemdNotifier.takeFromEnvironment()
         let options: StartOptions
         let configuration: Configuration
         do {
@@ -35,8 +38,7 @@ enum StartCommand {
             return 1
         }
         do {
-            try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile,
-                              fields: [("role", "supervisor")])
+            try LogSetup.configure(configuration, fields: [("role", "supervisor")])
         } catch {
             printError("herald start: cannot open the log: \(error)")
             return 2
@@ -73,11 +75,11 @@ enum StartCommand {
             workers = 1
         }
         return supervise(options: options, configuration: configuration, workers: workers, runFiles: runFiles,
-                         backends: backends)
+                         backends: backends, notifier: notifier)
     }
 
     static func supervise(options: StartOptions, configuration: Configuration, workers: Int, runFiles: RunFiles,
-                          backends: BackendPlan) -> Int32 {
+                          backends: BackendPlan, notifier: SystemdNotifier? = nil) -> Int32 {
         herald_ignore_sigpipe()
         let listenFDs: [Int32]
         do {
@@ -110,6 +112,9 @@ enum StartCommand {
                 var evictorEndpoint = backends.endpoint
                 var evictor = backends.endpoint.map { RedisWorkerEvictor(endpoint: $0) }
                 supervisor.onWorkerCrashed = { evictor?.evict(workerID: $0) }
+                if let notifier {
+                    supervisor.onMilestone = { notifier.send(SystemdNotifier.message(for: $0, workers: supervisor.workerCount)) }
+                }
                 supervisor.validateReload = {
                     do {
                         let configuration = try options.loader.load()
@@ -135,9 +140,10 @@ enum StartCommand {
                     : MetricsServer(host: configuration.metricsBind, port: configuration.metricsPort) { path in
                         supervisor.metricsResponse(path: path)
                     }
-                _ = try SignalWatcher(signals: [SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD]) { delivery in
+                _ = try SignalWatcher(signals: [SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD, SIGUSR1]) { delivery in
                     switch delivery.signal {
                     case SIGCHLD: supervisor.reapChildren()
+                    case SIGUSR1: supervisor.reopenLogs()
                     case SIGHUP: supervisor.reload()
                     case SIGTTIN: supervisor.scale(to: (supervisor.workerCount) + 1)
                     case SIGTTOU: supervisor.scale(to: supervisor.workerCount - 1)

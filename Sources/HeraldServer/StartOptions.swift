@@ -27,6 +27,7 @@ struct StartOptions {
             case "--workers": options.loader.overrides.append(("workers", ConfigurationLoader.value(fromText: try value())))
             case "--log-level": options.loader.overrides.append(("logLevel", .string(try value())))
             case "--log": options.loader.overrides.append(("logFile", .string(try value())))
+            case "--log-format": options.loader.overrides.append(("logFormat", .string(try value())))
             case "--redis": options.loader.overrides.append(("redisUrl", .string(try value())))
             case "--config": options.loader.configFile = absolute(try value())
             case "--config-dir": configDirectory = absolute(try value())

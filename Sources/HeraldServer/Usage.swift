@@ -1,5 +1,5 @@
 enum Usage {
-    static let version = "0.1.0"
+    static let version = "0.2.0-dev"
 
     static let main = """
     herald \(version): a clustered socket API server (ActionHero's socket protocol, in Swift)
@@ -31,7 +31,7 @@ enum Usage {
     replies are delivered, every client gets the goodbye, then the processes exit): a
     supervisor that binds the port once and the worker processes that serve it.
     Signals to the supervisor: TERM/INT stop, HUP rolling reload, TTIN/TTOU one worker
-    more/fewer.
+    more/fewer, USR1 reopen the log file (after logrotate; passed on to the workers).
 
     Options (each overrides the config files and HERALD_* environment variables):
       --port N             TCP port to listen on (default 5000; 0 picks a free port)
@@ -49,6 +49,7 @@ enum Usage {
       --set KEY=VALUE      any setting (repeatable), e.g. --set maxLineBytes=65536
       --log-level LEVEL    debug, info, warn or error (default info)
       --log FILE           write the log to FILE instead of stderr
+      --log-format FORMAT  text (default: key=value) or json (one object per line)
       --redis URL          redis://host:port[/db] or unix:///path.sock[?db=N] (the
                            redisUrl setting); a password goes in a file named by
                            --set redisPasswordFile=FILE. No Redis configured: a private

@@ -8,6 +8,7 @@ import HeraldLoop
 /// listening sockets it inherited, with the same options as `herald start`.
 enum WorkerCommand {
     static func main(_ given: [String], actions: [Action]) -> Int32 {
+        LogSetup.holdReopenSignal()
         guard let environment = WorkerEnvironment.fromProcess(ProcessEnvironment.all) else {
             printError("herald worker: this command is started by `herald start`, not by hand")
             return 2
@@ -24,8 +25,7 @@ enum WorkerCommand {
             let arguments = try ArgumentChannel.receive(environment: ProcessEnvironment.all) ?? given
             guard let options = try StartOptions.parse(arguments) else { return 2 }
             configuration = try options.loader.load()
-            try log.configure(level: LogLevel(name: configuration.logLevel) ?? .info, file: configuration.logFile,
-                              fields: [("worker", String(environment.index)), ("pid", String(getpid()))])
+            try LogSetup.configure(configuration, fields: [("worker", String(environment.index)), ("pid", String(getpid()))])
             // Reads redisPasswordFile as it is now: a reload picks up a new password.
             backends = try BackendPlan.forWorker(configuration)
         } catch {
@@ -60,7 +60,16 @@ enum WorkerCommand {
                     EventLoop.current.stop()
                 }
                 var signals = 0
-                _ = try SignalWatcher(signals: [SIGTERM, SIGINT]) { delivery in
+                _ = try SignalWatcher(signals: [SIGTERM, SIGINT, SIGUSR1]) { delivery in
+                    if delivery.signal == SIGUSR1 {
+                        // logrotate renamed the file (the supervisor passes the signal on).
+                        if let error = log.reopen() {
+                            log.error("log.reopen.failed", ["error": error.description])
+                        } else {
+                            log.info("log.reopened", [:])
+                        }
+                        return
+                    }
                     signals += 1
                     if signals > 1 && delivery.signal == SIGINT {
                         log.warn("server.forced.exit", ["signal": String(delivery.signal)])
