@@ -62,9 +62,13 @@ let package = Package(
         .executableTarget(name: "HeraldFuzz", dependencies: ["HeraldProtocol", "HeraldCore", "HeraldRedis", "HeraldBench"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore", "HeraldProtocol", "HeraldLoop"]),
-        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
+        // What the test targets share: the process harness (herald, redis-server), free
+        // ports, line and TLS clients, test certificates. A plain target under Tests/,
+        // in no product; test targets `@testable import` it.
+        .target(name: "HeraldTestSupport", dependencies: ["COpenSSL", "CHeraldTLS"], path: "Tests/HeraldTestSupport"),
+        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldTestSupport", "HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
         .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
-        .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol"]),
+        .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol", "HeraldTestSupport"]),
     ]
 )

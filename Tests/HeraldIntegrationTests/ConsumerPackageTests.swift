@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// A package of a Herald user builds against a tagged clone of this repository
 /// (`.package(url: "file://…", from: "0.2.0")`, products HeraldServer and HeraldClient)
