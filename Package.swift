@@ -3,10 +3,10 @@ import PackageDescription
 
 // Herald: a clustered socket API server. No third-party Swift packages: system C
 // libraries only, through small C targets and systemLibrary targets.
-// Release builds of the serving modules skip the run-time exclusivity checks (the
-// compile-time ones stay): on the request path they cost about an eighth of the
-// instructions (measured with callgrind; see docs/performance.md).
-let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+// No unsafe build flags in any target (SwiftPM refuses them in a package that is a
+// dependency): the hot classes' stored properties are declared
+// `@exclusivity(unchecked)` instead, which skips the same run-time checks on the
+// request path (docs/performance.md).
 
 let package = Package(
     name: "Herald",
@@ -15,17 +15,20 @@ let package = Package(
         .library(name: "HeraldClient", targets: ["HeraldClient"]),
         // For your own server binary with your own actions (docs/actions.md).
         .library(name: "HeraldServer", targets: ["HeraldServer", "HeraldCore", "HeraldActions", "HeraldProtocol", "HeraldLoop"]),
+        // `herald bench`, for a server binary of your own that wants the load tool too
+        // (HeraldServer leaves it out).
+        .library(name: "HeraldBenchCommand", targets: ["HeraldBenchCommand"]),
     ],
     targets: [
         // The only C in the project: what Swift cannot import (epoll's packed struct,
         // macros, prctl, signal helpers).
         .target(name: "CHeraldSystem"),
         // Line framing, request parsing, JSON reading and writing. Pure, no I/O.
-        .target(name: "HeraldProtocol", swiftSettings: hotPath),
+        .target(name: "HeraldProtocol"),
         // The per-worker epoll loop, timers, and the executor actions run on.
-        .target(name: "HeraldLoop", dependencies: ["CHeraldSystem"], swiftSettings: hotPath),
+        .target(name: "HeraldLoop", dependencies: ["CHeraldSystem"]),
         // Connections, verbs, actions, rooms, cache: one worker's server.
-        .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"], swiftSettings: hotPath),
+        .target(name: "HeraldCore", dependencies: ["HeraldProtocol", "HeraldLoop", "CHeraldSystem"]),
         // The supervisor: worker processes, rolling reload, control socket, pidfile.
         .target(name: "HeraldCluster", dependencies: ["HeraldCore", "HeraldLoop", "HeraldProtocol", "CHeraldSystem"]),
         // The built-in actions, written with the same API as anyone's own.
@@ -49,17 +52,23 @@ let package = Package(
         // The command line (start, stop, reload, status, scale, bench, console), as a library
         // so that a server binary of your own serves your actions with the same CLI.
         .target(name: "HeraldServer", dependencies: ["HeraldCore", "HeraldCluster", "HeraldLoop", "HeraldProtocol",
-                                                     "HeraldBench", "HeraldRedis", "HeraldTLS", "HeraldConsole", "CHeraldSystem"]),
-        .executableTarget(name: "herald", dependencies: ["HeraldServer", "HeraldActions"]),
+                                                     "HeraldRedis", "HeraldTLS", "HeraldConsole", "CHeraldSystem"]),
+        // `herald bench` as a command for Herald.main(actions:extraCommands:).
+        .target(name: "HeraldBenchCommand", dependencies: ["HeraldServer", "HeraldBench"]),
+        .executableTarget(name: "herald", dependencies: ["HeraldServer", "HeraldActions", "HeraldBenchCommand"]),
         // libFuzzer targets for the parsers (framer + request parser, JSON, RESP, configuration).
         // Only deploy/fuzz.sh's build (--sanitize=fuzzer -DHERALD_FUZZ) makes them fuzz; a plain
         // build makes a stub that says so.
         .executableTarget(name: "HeraldFuzz", dependencies: ["HeraldProtocol", "HeraldCore", "HeraldRedis", "HeraldBench"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore", "HeraldProtocol", "HeraldLoop"]),
-        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
+        // What the test targets share: the process harness (herald, redis-server), free
+        // ports, line and TLS clients, test certificates. A plain target under Tests/,
+        // in no product; test targets `@testable import` it.
+        .target(name: "HeraldTestSupport", dependencies: ["COpenSSL", "CHeraldTLS"], path: "Tests/HeraldTestSupport"),
+        .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldTestSupport", "HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
         .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
         .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
-        .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol"]),
+        .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol", "HeraldTestSupport"]),
     ]
 )

@@ -7,23 +7,23 @@ import HeraldProtocol
 public final class ActionCall {
     /// The request's params: the connection's sticky params, or exactly a JSON request's
     /// params, with declared defaults filled in.
-    public private(set) var params: JSONObject
+    @exclusivity(unchecked) public private(set) var params: JSONObject
     /// Fields of the reply, in the order they are set.
-    public var response = JSONObject()
+    @exclusivity(unchecked) public var response = JSONObject()
     /// The worker's cache, rooms, clock and identity.
     public let worker: WorkerServices
     /// The connection; nil only while the call waits in the worker's pool.
-    private var client: Connection?
+    @exclusivity(unchecked) private var client: Connection?
 
     /// True once the connection that asked has closed (the client left, was dropped, or
     /// got its goodbye): nobody will read the reply, so stop as soon as you can. The
     /// action's task is cancelled at the same moment, so `call.sleep`, the cache and
     /// other awaits return at once (the cache by throwing `CancellationError`).
-    public private(set) var isCancelled = false
+    @exclusivity(unchecked) public private(set) var isCancelled = false
     /// An async action's task, while it runs.
-    var task: Task<Void, Never>?
+    @exclusivity(unchecked) var task: Task<Void, Never>?
     /// The connection's other running async calls (an intrusive list, no allocation).
-    var nextRunning: ActionCall?
+    @exclusivity(unchecked) var nextRunning: ActionCall?
     unowned(unsafe) var previousRunning: ActionCall?
 
     init(params: JSONObject, connection: Connection, worker: WorkerServices) {

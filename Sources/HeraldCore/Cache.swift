@@ -34,8 +34,8 @@ public protocol Cache: AnyObject {
 /// a sweep once a second while the cache is not empty.
 @LoopActor
 public final class MemoryCache: Cache {
-    private var entries: [String: CacheEntry] = [:]
-    private var sweep: LoopTimer?
+    @exclusivity(unchecked) private var entries: [String: CacheEntry] = [:]
+    @exclusivity(unchecked) private var sweep: LoopTimer?
 
     public init() {}
 

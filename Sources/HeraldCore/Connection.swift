@@ -31,62 +31,62 @@ public final class Connection: EventHandler {
     let remoteIP: String
     let remotePort: Int
     let connectedAt: Int
-    var state = State.open
+    @exclusivity(unchecked) var state = State.open
     /// Why the connection is draining: the goodbye it gets once its actions replied.
-    var goodbyeReason: String?
+    @exclusivity(unchecked) var goodbyeReason: String?
     /// The client asked to quit: later lines are ignored.
-    var isQuitting = false
+    @exclusivity(unchecked) var isQuitting = false
 
     // Input.
     /// Set by `Worker.holdInput`: while not empty, input is neither parsed nor read.
-    var inputHolds: InputHolds = []
+    @exclusivity(unchecked) var inputHolds: InputHolds = []
     /// The client half-closed (end of file): what it sent is answered, then it is closed.
-    var inputEnded = false
+    @exclusivity(unchecked) var inputEnded = false
     /// Replies still owed besides actions (verbs waiting on Redis): the connection is
     /// not closed after a half-close until they are sent.
-    var pendingReplies = 0
+    @exclusivity(unchecked) var pendingReplies = 0
     /// Monotonic ms when the unfinished line began (0: none), and `framer.linesStarted` then.
-    var lineStartedAt = 0
-    var lineStartCount: UInt = 0
+    @exclusivity(unchecked) var lineStartedAt = 0
+    @exclusivity(unchecked) var lineStartCount: UInt = 0
     /// Monotonic ms of the last input (kept only with an idle timeout), and of the last
     /// output progress while the input is held for the output backlog.
-    var lastInputAt = 0
-    var lastOutputProgressAt = 0
-    var isQueuedForResume = false
+    @exclusivity(unchecked) var lastInputAt = 0
+    @exclusivity(unchecked) var lastOutputProgressAt = 0
+    @exclusivity(unchecked) var isQueuedForResume = false
     /// The epoll events registered for the fd.
-    var registeredEvents: UInt32 = IOEvents.readable | IOEvents.readHangUp
+    @exclusivity(unchecked) var registeredEvents: UInt32 = IOEvents.readable | IOEvents.readHangUp
 
     // Protocol state.
-    var framer: LineFramer
-    var messageCount = 0
-    var totalActions = 0
-    var pendingActions = 0
-    var params = JSONObject()
-    var paramBytes = 0
+    @exclusivity(unchecked) var framer: LineFramer
+    @exclusivity(unchecked) var messageCount = 0
+    @exclusivity(unchecked) var totalActions = 0
+    @exclusivity(unchecked) var pendingActions = 0
+    @exclusivity(unchecked) var params = JSONObject()
+    @exclusivity(unchecked) var paramBytes = 0
     /// Rooms in the order joined, with their join times; the first is the current room.
     /// (Recorded by the worker's `Membership`, with the rooms' member lists.)
-    var rooms = ConnectionRooms()
+    @exclusivity(unchecked) var rooms = ConnectionRooms()
     /// The async actions running for this connection (a list through the calls),
     /// cancelled when it closes.
-    var runningCalls: ActionCall?
+    @exclusivity(unchecked) var runningCalls: ActionCall?
 
     // Output.
-    var output: [UInt8] = []
-    var outputSent = 0
-    var isQueuedForFlush = false
-    var isWatchingWritable = false
-    var lingerTimer: LoopTimer?
+    @exclusivity(unchecked) var output: [UInt8] = []
+    @exclusivity(unchecked) var outputSent = 0
+    @exclusivity(unchecked) var isQueuedForFlush = false
+    @exclusivity(unchecked) var isWatchingWritable = false
+    @exclusivity(unchecked) var lingerTimer: LoopTimer?
     /// After the client's FIN: when its owed replies are given up (`halfClosedWaitLimit`).
-    var halfCloseTimer: LoopTimer?
+    @exclusivity(unchecked) var halfCloseTimer: LoopTimer?
     /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
-    var isOverflowing = false
-    var overflowDetail = ""
+    @exclusivity(unchecked) var isOverflowing = false
+    @exclusivity(unchecked) var overflowDetail = ""
     /// Why it closed, for `herald_connections_closed_total` (set where the close is logged).
-    var closeReason = CloseReason.client
+    @exclusivity(unchecked) var closeReason = CloseReason.client
     /// `file` replies queued ahead of `output`, each after the output queued before it
     /// (PublicDirectory.swift); their output and a small cost each is `fileQueueBytes`.
-    var files: [PendingFile] = []
-    var fileQueueBytes = 0
+    @exclusivity(unchecked) var files: [PendingFile] = []
+    @exclusivity(unchecked) var fileQueueBytes = 0
 
     init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int) {
         self.worker = worker
@@ -236,7 +236,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    var isReadScheduled = false
+    @exclusivity(unchecked) var isReadScheduled = false
 
     /// Writes as much of the queue as the socket takes.
     func flush() {

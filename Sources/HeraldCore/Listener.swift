@@ -8,7 +8,7 @@ final class Listener: EventHandler {
     let fd: Int32
     let transports: any TransportFactory
     unowned let worker: Worker
-    private var pausedUntilTimer: LoopTimer?
+    @exclusivity(unchecked) private var pausedUntilTimer: LoopTimer?
 
     init(socket: ListeningSocket, worker: Worker) {
         self.fd = socket.fd

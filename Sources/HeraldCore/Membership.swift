@@ -30,7 +30,7 @@ struct ConnectionRooms {
 /// after Redis comes back, to know whether the worker still needs a room's channel).
 @LoopActor
 public final class Membership {
-    private var rooms: [String: RoomMembers] = [:]
+    @exclusivity(unchecked) private var rooms: [String: RoomMembers] = [:]
 
     public init() {}
 

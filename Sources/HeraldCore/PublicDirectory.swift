@@ -91,16 +91,16 @@ final class PendingFile {
     static let overhead = 128
 
     /// The output queued before the request (moved out of the connection's queue).
-    var before: [UInt8]
-    var beforeSent: Int
+    @exclusivity(unchecked) var before: [UInt8]
+    @exclusivity(unchecked) var beforeSent: Int
     let path: String
     let messageCount: Int
-    var isOpened = false
-    var fd: Int32 = -1
-    var size = 0
-    var sent = 0
+    @exclusivity(unchecked) var isOpened = false
+    @exclusivity(unchecked) var fd: Int32 = -1
+    @exclusivity(unchecked) var size = 0
+    @exclusivity(unchecked) var sent = 0
     /// Set while waiting for the disk (the part to send next is not in the page cache).
-    var retryTimer: LoopTimer?
+    @exclusivity(unchecked) var retryTimer: LoopTimer?
 
     init(path: String, messageCount: Int, before: [UInt8], beforeSent: Int) {
         self.path = path

@@ -6,10 +6,10 @@ import HeraldLoop
 /// connection leaves all its rooms before the worker lets go of it.
 @LoopActor
 final class RoomMembers {
-    private var members: ContiguousArray<Unmanaged<Connection>> = []
-    private var positions: [ObjectIdentifier: Int] = [:]
+    @exclusivity(unchecked) private var members: ContiguousArray<Unmanaged<Connection>> = []
+    @exclusivity(unchecked) private var positions: [ObjectIdentifier: Int] = [:]
     /// Joins of this room on their way through the bus (see `Membership.beginJoin`).
-    var pendingJoins = 0
+    @exclusivity(unchecked) var pendingJoins = 0
 
     var isEmpty: Bool { members.isEmpty }
     var count: Int { members.count }

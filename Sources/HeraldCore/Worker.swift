@@ -15,40 +15,40 @@ public final class Worker: BeforeSleepHook {
     let bus: any RoomBus
     lazy var services = WorkerServices(worker: self)
 
-    private var listeners: [Listener] = []
-    private var connections: [Connection?] = []  // by fd
-    private(set) var connectionCount = 0
+    @exclusivity(unchecked) private var listeners: [Listener] = []
+    @exclusivity(unchecked) private var connections: [Connection?] = []  // by fd
+    @exclusivity(unchecked) private(set) var connectionCount = 0
     /// Room membership on this worker (each connection's rooms, each room's members).
     let membership = Membership()
     /// Connections whose input is held until the bus drains (`.busBacklog`).
-    var heldForBus: [Connection] = []
+    @exclusivity(unchecked) var heldForBus: [Connection] = []
     /// Connections to drop at the end of this iteration (they stopped reading).
-    var overflowing: [Connection] = []
+    @exclusivity(unchecked) var overflowing: [Connection] = []
     /// Connections with output to write at the end of this loop iteration.
-    var flushQueue: [Connection] = []
+    @exclusivity(unchecked) var flushQueue: [Connection] = []
     /// Connections whose input holds were released: their held input is parsed before
     /// this iteration ends.
-    var resumeQueue: [Connection] = []
+    @exclusivity(unchecked) var resumeQueue: [Connection] = []
     /// The periodic check of the time limits (`lineTimeout`, `idleTimeout`,
     /// `outputStallTimeout`); nil while nothing needs watching.
-    var sweepTimer: LoopTimer?
-    private var wakeTimer: LoopTimer?
+    @exclusivity(unchecked) var sweepTimer: LoopTimer?
+    @exclusivity(unchecked) private var wakeTimer: LoopTimer?
     /// The action found last, and finished calls kept for reuse.
-    var lastAction: Action?
-    var spareCalls: [ActionCall] = []
+    @exclusivity(unchecked) var lastAction: Action?
+    @exclusivity(unchecked) var spareCalls: [ActionCall] = []
     /// Output buffers lent to connections while they have bytes to send.
-    var outputBuffers = BufferPool()
-    var random = FastRandom()
+    @exclusivity(unchecked) var outputBuffers = BufferPool()
+    @exclusivity(unchecked) var random = FastRandom()
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
-    var totalActions = 0
-    var pendingActions = 0
+    @exclusivity(unchecked) var totalActions = 0
+    @exclusivity(unchecked) var pendingActions = 0
     let publicDirectory: PublicDirectory
     let logActions: Bool
 
-    private(set) var isStopping = false
-    private var stopTimer: LoopTimer?
-    private var keepAliveTimer: LoopTimer?
-    private var onStopped: (@LoopActor () -> Void)?
+    @exclusivity(unchecked) private(set) var isStopping = false
+    @exclusivity(unchecked) private var stopTimer: LoopTimer?
+    @exclusivity(unchecked) private var keepAliveTimer: LoopTimer?
+    @exclusivity(unchecked) private var onStopped: (@LoopActor () -> Void)?
 
     public init(configuration: Configuration, actions: ActionRegistry, cache: any Cache, bus: any RoomBus, serverID: String) {
         self.configuration = configuration

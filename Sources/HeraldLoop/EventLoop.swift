@@ -35,8 +35,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     private let epollFD: Int32
     private let wakeFD: Int32
-    private var ownerThread: pthread_t?
-    private var running = false
+    @exclusivity(unchecked) private var ownerThread: pthread_t?
+    @exclusivity(unchecked) private var running = false
 
     // Registrations, indexed by fd; the generation guards against events for an fd that
     // was closed and reused within one batch.
@@ -44,19 +44,19 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         var handler: (any EventHandler)?
         var generation: UInt32
     }
-    private var handlers: [Registration] = []
-    private var nextGeneration: UInt32 = 1
+    @exclusivity(unchecked) private var handlers: [Registration] = []
+    @exclusivity(unchecked) private var nextGeneration: UInt32 = 1
 
     // Jobs enqueued on the loop thread (no lock) and from elsewhere (locked, rare).
-    private var localJobs: [UnownedJob] = []
-    private var spareJobs: [UnownedJob] = []
+    @exclusivity(unchecked) private var localJobs: [UnownedJob] = []
+    @exclusivity(unchecked) private var spareJobs: [UnownedJob] = []
     private let remoteJobs = Mutex<[UnownedJob]>([])
     private let remotePending = Atomic<Bool>(false)
 
-    private var timers = TimerHeap()
+    @exclusivity(unchecked) private var timers = TimerHeap()
     /// Timers in `timers` that were cancelled before their deadline.
-    private var cancelledTimers = 0
-    private var beforeSleep: [any BeforeSleepHook] = []
+    @exclusivity(unchecked) private var cancelledTimers = 0
+    @exclusivity(unchecked) private var beforeSleep: [any BeforeSleepHook] = []
 
     private init() {
         epollFD = herald_epoll_create()
@@ -264,9 +264,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 /// The state of one `EventLoop.sleep`: its timer and the task waiting for it. Touched
 /// on the loop thread only (a cancellation from elsewhere hops to the loop).
 private final class Sleeper: @unchecked Sendable {
-    private var continuation: UnsafeContinuation<Void, Never>?
-    private var timer: LoopTimer?
-    private var isCancelled = false
+    @exclusivity(unchecked) private var continuation: UnsafeContinuation<Void, Never>?
+    @exclusivity(unchecked) private var timer: LoopTimer?
+    @exclusivity(unchecked) private var isCancelled = false
 
     @LoopActor
     func start(_ continuation: UnsafeContinuation<Void, Never>, milliseconds: Int, on loop: EventLoop) {

@@ -1,7 +1,7 @@
 /// A one-shot timer on the event loop.
 public final class LoopTimer: @unchecked Sendable {
     let deadline: UInt64
-    private var body: (@LoopActor () -> Void)?
+    @exclusivity(unchecked) private var body: (@LoopActor () -> Void)?
 
     init(deadline: UInt64, body: @escaping @LoopActor () -> Void) {
         self.deadline = deadline

@@ -1,7 +1,17 @@
 enum Usage {
     static let version = "0.2.0-dev"
 
-    static let main = """
+    /// The main help text, with the binary's extra commands (e.g. `bench`) listed after
+    /// `scale`.
+    static func main(_ extra: [HeraldCommand]) -> String {
+        let lines = extra.map { command in
+            let pad = String(repeating: " ", count: max(1, 11 - command.name.count))
+            return "  \(command.name)\(pad)\(command.summary)\n"
+        }.joined()
+        return mainHead + "\n" + lines + mainTail
+    }
+
+    static let mainHead = """
     herald \(version): a clustered socket API server (ActionHero's socket protocol, in Swift)
 
     Usage: herald <command> [options]
@@ -12,7 +22,9 @@ enum Usage {
       reload     rolling reload: new workers (new binary, new configuration) replace the old one by one
       status     the supervisor and each worker: pid, server id, uptime, connections, rooms
       scale N    run N workers
-      bench      the load tool: rr, fanout, idle, soak (see `herald bench --help`)
+    """
+
+    static let mainTail = """
       console    talk to a server: interactive on a terminal, one reply per line from a pipe
                  (see `herald console --help`)
       help       this text

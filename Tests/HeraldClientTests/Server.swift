@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import HeraldClient
+@testable import enum HeraldTestSupport.FreePort
+@testable import func HeraldTestSupport.heraldBinaryPath
 
 /// A failure of the test harness, with what happened.
 struct HarnessFailure: Error, CustomStringConvertible {
@@ -8,51 +10,13 @@ struct HarnessFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The `herald` binary: `HERALD_BINARY`, else next to the running test executable.
-func heraldBinary() -> String {
-    if let path = getenv("HERALD_BINARY") { return String(cString: path) }
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    let exe = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "./"
-    let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-    return directory + "/herald"
-}
+/// The `herald` binary, a free port and whether a port accepts: HeraldTestSupport's
+/// (the integration tests' harness), in this suite's Int ports.
+func heraldBinary() -> String { heraldBinaryPath() }
 
-/// A free loopback TCP port (bound to 0, read back, released).
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw HarnessFailure("socket: errno \(errno)") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let rc = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-            guard bind(fd, pointer, length) == 0 else { return -1 }
-            return getsockname(fd, pointer, &length)
-        }
-    }
-    guard rc == 0 else { throw HarnessFailure("bind/getsockname: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
+func freePort() throws -> Int { Int(try FreePort.pick()) }
 
-/// True when something accepts on 127.0.0.1:`port`.
-func portAccepts(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        }
-    }
-}
+func portAccepts(_ port: Int) -> Bool { FreePort.isAccepting(UInt16(port)) }
 
 func sleepMilliseconds(_ ms: Int) { usleep(useconds_t(ms * 1000)) }
 

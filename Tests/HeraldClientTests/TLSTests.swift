@@ -2,78 +2,17 @@ import Glibc
 import HeraldClient
 import HeraldProtocol
 import Testing
+@testable import struct HeraldTestSupport.TestCertificates
 
-/// Certificates made at test time with the openssl CLI, once per test process: a CA,
-/// a server certificate it signed (for localhost, 127.0.0.1 and ::1) and a client
-/// certificate it signed.
-struct TestCertificates: Sendable {
-    let directory: String
-    var ca: String { directory + "/ca.pem" }
-    var serverCert: String { directory + "/server-cert.pem" }
-    var serverKey: String { directory + "/server-key.pem" }
-    var clientCert: String { directory + "/client-cert.pem" }
-    var clientKey: String { directory + "/client-key.pem" }
-
-    static let shared = Result { try make() }
-
-    static func get() throws -> TestCertificates { try shared.get() }
-
-    static var openssl: String {
-        for dir in ["/usr/bin", "/usr/local/bin", "/bin"] where access(dir + "/openssl", X_OK) == 0 { return dir + "/openssl" }
-        return "/usr/bin/openssl"
-    }
-
-    private static func make() throws -> TestCertificates {
-        var template = Array("/tmp/herald-client-certs-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw HarnessFailure("mkdtemp: errno \(errno)")
-        }
-        let d = String(cString: made)
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        let steps: [[String]] = [
-            ["req", "-x509"] + ec + ["-days", "2", "-subj", "/CN=herald-test-ca", "-keyout", d + "/ca-key.pem", "-out", d + "/ca.pem",
-                                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            ["req", "-new"] + ec + ["-subj", "/CN=localhost", "-keyout", d + "/server-key.pem", "-out", d + "/server.csr",
-                                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-                                    "-addext", "extendedKeyUsage=serverAuth"],
-            ["x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca-key.pem", "-CAcreateserial",
-             "-days", "2", "-copy_extensions", "copyall", "-out", d + "/server-cert.pem"],
-            ["req", "-new"] + ec + ["-subj", "/CN=herald-test-client", "-keyout", d + "/client-key.pem", "-out", d + "/client.csr"],
-            ["x509", "-req", "-in", d + "/client.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca-key.pem", "-CAcreateserial",
-             "-days", "2", "-out", d + "/client-cert.pem"],
-        ]
-        certificateDirectory.withLock { $0 = d }
-        atexit { removeCertificateDirectory() }
-        for step in steps {
-            let process = try ChildProcess(step, executable: openssl)
-            let code = process.exitCode(waitingMilliseconds: 30_000)
-            let log = process.stderrText
-            process.stop(graceMilliseconds: 1000)
-            guard code == 0 else { throw HarnessFailure("openssl \(step.joined(separator: " ")) failed (\(String(describing: code))): \(log)") }
-        }
-        return TestCertificates(directory: d)
-    }
-}
-
-/// The directory of the test certificates, removed when the test process exits.
-private let certificateDirectory = Locked<String?>(nil)
-
-private func removeCertificateDirectory() {
-    guard let directory = certificateDirectory.withLock({ $0 }), let dir = opendir(directory) else { return }
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { unlink(directory + "/" + name) }
-    }
-    closedir(dir)
-    rmdir(directory)
-}
+// The test certificates are HeraldTestSupport's (TestCertificates): the test CA (`ca`)
+// signed the server certificate used here (`signedServerCert`) and the client certificate.
 
 /// A server with a plain port and a TLS port (the test CA's server certificate), stopped
 /// by its pid afterwards.
 func withTLSServer<R: Sendable>(extra: [String] = [], _ body: (HeraldServer, _ tlsPort: Int, TestCertificates) async throws -> R) async throws -> R {
     let certs = try TestCertificates.get()
     let tlsPort = try freePort()
-    return try await withServer(arguments: ["--tls-port", String(tlsPort), "--cert", certs.serverCert, "--key", certs.serverKey] + extra,
+    return try await withServer(arguments: ["--tls-port", String(tlsPort), "--cert", certs.signedServerCert, "--key", certs.signedServerKey] + extra,
                                 alsoWaitFor: [tlsPort]) { server in
         try await body(server, tlsPort, certs)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// The `herald` command line and configuration precedence (flags > env > --config
 /// file > defaults), as the test contract fixes it.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+@testable import HeraldTestSupport
 
 /// The supervisor (issue 4): several workers sharing one listening socket, crash
 /// replacement, rolling reload under load, scale, stop. Each test runs its own
@@ -28,7 +29,7 @@ struct ClusterTests {
     static func pidfile(_ server: HeraldProcess) -> String { server.directory.appendingPathComponent("herald.pid").path }
 
     /// `herald <command> --pidfile …` against the test's cluster.
-    static func cli(_ server: HeraldProcess, _ arguments: [String], timeout: Double = 30) throws -> (status: ExitStatus, stdout: String, stderr: String) {
+    static func cli(_ server: HeraldProcess, _ arguments: [String], timeout: Double = 30) throws -> (status: HeraldTestSupport.ExitStatus, stdout: String, stderr: String) {
         try runHerald(arguments + ["--pidfile", pidfile(server)], timeout: timeout)
     }
 

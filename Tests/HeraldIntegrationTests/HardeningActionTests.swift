@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// A test server's worker processes as the kernel sees them (/proc), never through the
 /// server's own counters.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Issue 9, items 3, 10 and 11: input backpressure, half-close, time limits on lines and
 /// idle connections. Serialized: some tests measure a worker's memory.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Issue 9, items 7, 8, 9 and 12, against the real binary: settings that would crash
 /// the start, a run directory another user prepared, the Redis password on command
@@ -12,7 +13,7 @@ struct HardeningOpsTests {
     /// Runs `herald arguments` to completion with `environment` on top of the test
     /// process's (less its HERALD_* variables; no HERALD_RUN_DIR unless given).
     static func run(_ arguments: [String], environment: [String: String], binary: String = heraldBinaryPath(),
-                    timeout: Double = 10) throws -> (status: ExitStatus, stdout: String, stderr: String) {
+                    timeout: Double = 10) throws -> (status: HeraldTestSupport.ExitStatus, stdout: String, stderr: String) {
         let dir = try makeTempDir("herald-ops-run")
         defer { try? FileManager.default.removeItem(at: dir) }
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }

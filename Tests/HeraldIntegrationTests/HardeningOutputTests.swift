@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Issue 9, item 1: the output limit holds, whatever JSON escaping does to the bytes.
 /// Serialized: the tests measure a worker's memory.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+@testable import HeraldTestSupport
 
 /// Hands a client to one other thread (which alone uses it meanwhile).
 private final class Handed<T>: @unchecked Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+@testable import HeraldTestSupport
 
 /// Worker processes and their memory, read from /proc (never from the server's counters).
 enum WorkerMemory {

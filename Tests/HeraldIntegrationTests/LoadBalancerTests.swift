@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Two herald "hosts" on one Redis behind HAProxy, configured with the shipped
 /// deploy/haproxy.cfg (its listen address and servers pointed at loopback).

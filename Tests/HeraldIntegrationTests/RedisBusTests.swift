@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Issue 3: two herald processes (standing in for two hosts) on one redis-server.
 @Suite("Redis: rooms, cache and failures across processes", .serialized)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Hostile and careless clients: the server must stay up and keep serving others.
 /// Serialized: these tests load the machine and should not skew each other.

@@ -1,4 +1,5 @@
 import Testing
+@testable import HeraldTestSupport
 
 /// Room limits: a client cannot grow a worker's memory by joining rooms without end.
 @Suite("Room limits")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §1: line framing, empty lines, UTF-8, the line length limit.
 @Suite("§1 Framing")

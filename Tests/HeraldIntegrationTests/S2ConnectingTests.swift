@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §2: the welcome line, connection ids, connectedAt, the default room.
 @Suite("§2 Connecting")

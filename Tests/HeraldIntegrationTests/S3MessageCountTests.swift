@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §3: messageCount, contexts, keep-alive.
 @Suite("§3 messageCount and contexts")

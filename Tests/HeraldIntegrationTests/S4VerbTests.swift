@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §4: every verb, its reply and each refusal, exact bytes.
 @Suite("§4 Verbs")

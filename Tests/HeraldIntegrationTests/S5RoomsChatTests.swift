@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §5 (one worker): rooms, say, delivery order, leaving on close,
 /// join/leave announcements.

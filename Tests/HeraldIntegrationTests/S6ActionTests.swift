@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §6: action requests (plain and JSON), replies, errors, limits and the
 /// built-in actions. Starts with the seed session replayed line by line.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §7: the `file` verb serves raw bytes from publicDir, and nothing outside it.
 @Suite("§7 Files")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §8: graceful stop (pending replies, then goodbye, then close, exit 0)
 /// and the telnet break characters.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// `herald reload` deploys a renewed certificate without a restart (issue 5).
 @Suite("TLS certificate renewal by reload", .serialized)

@@ -2,6 +2,7 @@ import CHeraldTLS
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// PROTOCOL.md §9: the same protocol inside TLS, on a TLS listener beside the plain port
 /// (`--tls-port`) or on the main port (`--secure`). Certificates are made at test time.

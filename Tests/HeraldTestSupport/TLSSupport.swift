@@ -4,8 +4,9 @@ import Foundation
 import Glibc
 
 /// Certificates made at test time with the openssl CLI: the server pair from
-/// `deploy/dev-cert.sh`, a client CA and a client certificate it signed, and a second
-/// key that matches nothing.
+/// `deploy/dev-cert.sh`, a test CA (`clientCA`, also `ca`) with a client certificate and
+/// a second server certificate it signed (for a client that verifies the server against a
+/// CA), and a second key that matches nothing. Shared by the integration and client tests.
 struct TestCertificates: Sendable {
     let directory: String
     var serverCert: String { directory + "/server-cert.pem" }
@@ -14,6 +15,11 @@ struct TestCertificates: Sendable {
     var clientCert: String { directory + "/client-cert.pem" }
     var clientKey: String { directory + "/client-key.pem" }
     var otherKey: String { directory + "/other-key.pem" }
+    /// The test CA (the same file as `clientCA`).
+    var ca: String { clientCA }
+    /// A server certificate the test CA signed, for localhost, 127.0.0.1 and ::1.
+    var signedServerCert: String { directory + "/signed-server-cert.pem" }
+    var signedServerKey: String { directory + "/signed-server-key.pem" }
 
     /// Made once per test process.
     static let shared: Result<TestCertificates, HarnessError> = Result { () throws(HarnessError) in try make() }
@@ -46,10 +52,15 @@ struct TestCertificates: Sendable {
             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
         '\(ssl)' req \(ec) -subj /CN=herald-test-client -keyout client-key.pem -out client.csr 2>/dev/null
         '\(ssl)' x509 -req -in client.csr -CA client-ca.pem -CAkey client-ca-key.pem -CAcreateserial -days 2 -out client-cert.pem 2>/dev/null
+        '\(ssl)' req \(ec) -subj /CN=localhost -keyout signed-server-key.pem -out signed-server.csr \
+            -addext subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1 -addext extendedKeyUsage=serverAuth 2>/dev/null
+        '\(ssl)' x509 -req -in signed-server.csr -CA client-ca.pem -CAkey client-ca-key.pem -CAcreateserial -days 2 \
+            -copy_extensions copyall -out signed-server-cert.pem 2>/dev/null
         '\(ssl)' genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out other-key.pem 2>/dev/null
         """
         let result = try runShell(script, timeout: 60)
-        guard result.status == .exited(0), access(certs.clientCert, R_OK) == 0, access(certs.serverKey, R_OK) == 0 else {
+        guard result.status == .exited(0), access(certs.clientCert, R_OK) == 0, access(certs.serverKey, R_OK) == 0,
+              access(certs.signedServerCert, R_OK) == 0 else {
             throw HarnessError.startFailed("making test certificates failed (\(result.status)): \(result.output)")
         }
         return certs
