@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// Issue 12, logs and process management: SIGUSR1 reopens the log (logrotate), the JSON
 /// log format, and systemd's notify protocol, with the real binary.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import HeraldTestSupport
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` (the responder closes after its answer).
 struct HTTPReply {
