@@ -57,7 +57,7 @@ public final class WorkerReporter: EventHandler {
         let stats = worker.statistics
         let line = WorkerReport(kind: kind, serverID: worker.serverID, connections: stats.connections,
                                 rooms: stats.rooms, totalActions: stats.totalActions,
-                                counters: ProcessMetrics.counters, redisUp: ProcessMetrics.redisUp).encoded()
+                                counters: ProcessMetrics.snapshot, redisUp: ProcessMetrics.redisUp).encoded()
         // Best effort: a report that does not fit now is dropped, never queued.
         _ = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
     }

@@ -184,7 +184,38 @@ public struct WorkerCounters: Sendable, Equatable {
 /// This process's counters (one worker per process).
 @LoopActor
 public enum ProcessMetrics {
-    public static var counters = WorkerCounters()
+    /// Read through `snapshot` (it adds the counts of the action counted last).
+    @exclusivity(unchecked) public static var counters = WorkerCounters()
+    /// The counts of the action finished last, kept apart from `counters.actions` until
+    /// another action finishes or a snapshot is taken: clients call the same action again
+    /// and again, and this spares a dictionary lookup (string hashing) per request.
+    @exclusivity(unchecked) private static var recentAction = ""
+    @exclusivity(unchecked) private static var recentCounts = ActionCounts()
+
+    /// Counts a finished action (`herald_actions_total`, `herald_action_duration_seconds`).
+    public static func countAction(_ name: String, failed: Bool, nanos: UInt64) {
+        if name != recentAction {
+            foldRecentAction()
+            recentAction = name
+        }
+        recentCounts.record(failed: failed, nanos: nanos)
+    }
+
+    private static func foldRecentAction() {
+        guard !recentAction.isEmpty, recentCounts.ok + recentCounts.error > 0 else { return }
+        var total = counters.actions[recentAction] ?? ActionCounts()
+        total.ok += recentCounts.ok
+        total.error += recentCounts.error
+        total.duration = total.duration + recentCounts.duration
+        counters.actions[recentAction] = total
+        recentCounts = ActionCounts()
+    }
+
+    /// Everything counted so far.
+    public static var snapshot: WorkerCounters {
+        foldRecentAction()
+        return counters
+    }
     /// Redis clients this process runs, and how many of them are connected now.
     public static var redisClients = 0
     public static var redisClientsReady = 0

@@ -133,7 +133,7 @@ extension Worker {
     /// Counts a finished action (`herald_actions_total`, `herald_action_duration_seconds`):
     /// in place in the dictionary's storage, no copy of the histogram.
     private static func count(action: String, failed: Bool, nanos: UInt64) {
-        ProcessMetrics.counters.actions[action, default: ActionCounts()].record(failed: failed, nanos: nanos)
+        ProcessMetrics.countAction(action, failed: failed, nanos: nanos)
     }
 
     /// Keeps a finished call for reuse, unless the action kept a reference to it.
