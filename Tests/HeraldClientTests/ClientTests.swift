@@ -1,6 +1,8 @@
 import Glibc
 import HeraldClient
 import HeraldProtocol
+@testable import class HeraldTestSupport.ChildProcess
+@testable import enum HeraldTestSupport.ExitStatus
 import Testing
 
 /// Collects events from a client's stream in the background.
@@ -200,7 +202,7 @@ struct ClientTests {
             #expect(await log.wait { if case .end("server shutdown", false) = $0 { true } else { false } })
             await #expect(throws: HeraldClientError.notConnected) { _ = try await client.action("randomNumber") }
             let process = server.process
-            #expect(try await offPool { process.exitCode(waitingMilliseconds: 10_000) } == 0)
+            #expect(try await offPool { process.waitForExit(timeout: 10)?.exitCode } == 0)
         }
     }
 

@@ -1,6 +1,8 @@
 import Glibc
 import HeraldClient
 import HeraldProtocol
+@testable import class HeraldTestSupport.ChildProcess
+@testable import enum HeraldTestSupport.ExitStatus
 import Testing
 
 @Suite("herald console fed from a pipe")
@@ -13,12 +15,12 @@ struct ConsoleTests {
 
 /// Blocking: run it off the cooperative pool.
 func runConsole(_ arguments: [String], input: String, waitMilliseconds: Int) throws -> (lines: [String], code: Int32?, stderr: String) {
-        let process = try ChildProcess(["console"] + arguments, stdinPipe: true, stdoutPipe: true)
-        defer { process.stop(graceMilliseconds: 1000) }
+        let process = try ChildProcess.herald(["console"] + arguments, stdin: .pipe, stdout: .pipe)
+        defer { process.stopAndRemoveLog(grace: 1) }
         process.write(input)
         process.closeStdin()
         let output = process.readAllStdout()
-        let code = process.exitCode(waitingMilliseconds: waitMilliseconds)
+        let code = process.waitForExit(timeout: Double(waitMilliseconds) / 1000)?.exitCode
         let lines = output.split(separator: "\n").map(String.init)
         return (lines, code, process.stderrText)
 }

@@ -3,6 +3,7 @@ import Glibc
 import HeraldClient
 @testable import enum HeraldTestSupport.FreePort
 @testable import func HeraldTestSupport.heraldBinaryPath
+@testable import class HeraldTestSupport.ChildProcess
 
 /// A failure of the test harness, with what happened.
 struct HarnessFailure: Error, CustomStringConvertible {
@@ -20,162 +21,27 @@ func portAccepts(_ port: Int) -> Bool { FreePort.isAccepting(UInt16(port)) }
 
 func sleepMilliseconds(_ ms: Int) { usleep(useconds_t(ms * 1000)) }
 
-/// A child process started with posix_spawn: stdin/stdout optionally from/to pipes,
-/// stderr to a file. Stopped by its pid.
-final class ChildProcess: Sendable {
-    let pid: pid_t
-    /// The pipe ends, each closed exactly once (a second close could hit a reused fd).
-    private let stdinFD: Locked<Int32?>
-    private let stdoutFD: Locked<Int32?>
-    let stderrPath: String
-    private let status = Locked<Int32?>(nil)
-
-    /// Runs `executable` (default: the herald binary) with `arguments`.
-    init(_ arguments: [String], executable: String? = nil, stdinPipe: Bool = false, stdoutPipe: Bool = false) throws {
-        let path = executable ?? heraldBinary()
-        guard access(path, X_OK) == 0 else { throw HarnessFailure("no executable at \(path) (set HERALD_BINARY)") }
-        stderrPath = "/tmp/herald-client-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var inPipe: [Int32] = [-1, -1]
-        var outPipe: [Int32] = [-1, -1]
-        if stdinPipe {
-            guard pipe(&inPipe) == 0, fcntl(inPipe[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(inPipe[1], F_SETFD, FD_CLOEXEC) == 0 else { throw HarnessFailure("pipe2") }
-            posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        }
-        if stdoutPipe {
-            guard pipe(&outPipe) == 0, fcntl(outPipe[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(outPipe[1], F_SETFD, FD_CLOEXEC) == 0 else { throw HarnessFailure("pipe2") }
-            posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        }
-        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        // Default signal dispositions and an empty mask, whatever the test runner has.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var all = sigset_t()
-        sigfillset(&all)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var child: pid_t = 0
-        // Its own run directory (pidfile, control socket), so that servers of tests
-        // running in parallel do not take each other's pidfile.
+extension ChildProcess {
+    /// `herald` (HeraldTestSupport's spawner, watchdog included) as the client tests run
+    /// it: stdin and stdout from/to /dev/null or pipes, stderr to a log file of its own,
+    /// the working directory and environment of the test process but a run directory of
+    /// its own (pidfile, control socket), so that servers of tests running in parallel
+    /// do not take each other's pidfile.
+    static func herald(_ arguments: [String], stdin: Input = .devNull, stdout: Output = .file("/dev/null")) throws -> ChildProcess {
+        let stderrPath = "/tmp/herald-client-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
         var runDirectory = Array("/tmp/herald-client-run-XXXXXX".utf8CString)
         let made = runDirectory.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         var environment = ProcessInfo.processInfo.environment.filter { $0.key != "HERALD_RUN_DIR" }
         if let made { environment["HERALD_RUN_DIR"] = String(cString: made) }
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { envp.forEach { free($0) } }
-        let rc = posix_spawn(&child, path, &actions, &attributes, argv, envp)
-        if stdinPipe { close(inPipe[0]) }
-        if stdoutPipe { close(outPipe[1]) }
-        guard rc == 0 else {
-            if stdinPipe { close(inPipe[1]) }
-            if stdoutPipe { close(outPipe[0]) }
-            throw HarnessFailure("posix_spawn \(path): \(rc)")
-        }
-        pid = child
-        stdinFD = Locked(stdinPipe ? inPipe[1] : nil)
-        stdoutFD = Locked(stdoutPipe ? outPipe[0] : nil)
+        return try ChildProcess(path: heraldBinary(), arguments: arguments, environment: environment,
+                                directory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+                                stdin: stdin, stdout: stdout, stderrPath: stderrPath)
     }
 
-    /// Writes to the child's stdin.
-    func write(_ text: String) {
-        guard let fd = stdinFD.withLock({ $0 }) else { return }
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n <= 0 { return }
-            offset += n
-        }
-        bytes.removeAll()
-    }
-
-    /// Closes the child's stdin (end of input).
-    func closeStdin() {
-        if let fd = stdinFD.withLock({ fd in defer { fd = nil }; return fd }) { close(fd) }
-    }
-
-    private func closeStdout() {
-        if let fd = stdoutFD.withLock({ fd in defer { fd = nil }; return fd }) { close(fd) }
-    }
-
-    /// Reads the child's stdout to its end.
-    func readAllStdout() -> String {
-        guard let fd = stdoutFD.withLock({ $0 }) else { return "" }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            out.append(contentsOf: buffer[0..<n])
-        }
-        closeStdout()
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Waits up to `ms` for the child to exit; returns its raw wait status.
-    @discardableResult
-    func wait(milliseconds ms: Int) -> Int32? {
-        if let s = status.withLock({ $0 }) { return s }
-        var waited = 0
-        while waited <= ms {
-            var raw: Int32 = 0
-            let r = waitpid(pid, &raw, WNOHANG)
-            if r == pid {
-                status.withLock { $0 = raw }
-                return raw
-            }
-            if r < 0 { return status.withLock { $0 } }
-            sleepMilliseconds(10)
-            waited += 10
-        }
-        return nil
-    }
-
-    /// The exit code, when it exited normally.
-    func exitCode(waitingMilliseconds ms: Int) -> Int32? {
-        guard let raw = wait(milliseconds: ms) else { return nil }
-        return (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : nil
-    }
-
-    func signal(_ signal: Int32) {
-        if status.withLock({ $0 }) == nil { kill(pid, signal) }
-    }
-
-    /// SIGTERM, then SIGKILL after `graceMilliseconds`; always reaps.
-    func stop(graceMilliseconds: Int = 5000) {
-        signal(SIGTERM)
-        if wait(milliseconds: graceMilliseconds) == nil {
-            signal(SIGKILL)
-            wait(milliseconds: 5000)
-        }
-        closeStdin()
-        closeStdout()
+    /// `stop(grace:)`, then removes the stderr log (unless HERALD_KEEP_TEST_LOGS is set).
+    func stopAndRemoveLog(grace: Double = 5) {
+        stop(grace: grace)
         if getenv("HERALD_KEEP_TEST_LOGS") == nil { unlink(stderrPath) }
-    }
-
-    var stderrText: String {
-        guard let file = fopen(stderrPath, "r") else { return "" }
-        defer { fclose(file) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, file)
-            if n <= 0 { break }
-            out.append(contentsOf: buffer[0..<n])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -191,16 +57,16 @@ final class HeraldServer: Sendable {
         var arguments = ["start", "--port", String(port), "--bind", "127.0.0.1"]
         for setting in settings { arguments += ["--set", setting] }
         arguments += extra
-        let process = try ChildProcess(arguments)
+        let process = try ChildProcess.herald(arguments)
         self.port = port
         self.process = process
         var waited = 0
         while !([port] + alsoWaitFor).allSatisfy(portAccepts) {
-            if process.wait(milliseconds: 0) != nil {
+            if process.waitForExit(timeout: 0) != nil {
                 throw HarnessFailure("herald exited at start: \(process.stderrText)")
             }
             if waited > 10_000 {
-                process.stop()
+                process.stopAndRemoveLog()
                 throw HarnessFailure("herald did not accept on \(port) within 10 s: \(process.stderrText)")
             }
             sleepMilliseconds(20)
@@ -209,7 +75,7 @@ final class HeraldServer: Sendable {
     }
 
     /// Graceful stop (SIGTERM), SIGKILL if it hangs; reaped either way.
-    func stop() { process.stop() }
+    func stop() { process.stopAndRemoveLog() }
 }
 
 final class ThreadBox: Sendable {

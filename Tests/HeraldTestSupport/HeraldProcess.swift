@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// Errors of the harness and of the checks built on it. Each says what was expected
@@ -48,6 +49,12 @@ enum ExitStatus: Equatable, CustomStringConvertible {
     init(raw: Int32) {
         let sig = raw & 0x7f
         self = sig == 0 ? .exited((raw >> 8) & 0xff) : .signaled(sig)
+    }
+
+    /// The exit code, when it exited normally (not by a signal).
+    var exitCode: Int32? {
+        if case .exited(let code) = self { return code }
+        return nil
     }
 
     var description: String {
@@ -109,27 +116,83 @@ func makeTempDir(_ prefix: String = "herald-itest") throws -> URL {
 /// restored, no inherited descriptors beyond 0–2. A watchdog shell holds the read end of
 /// a pipe only this test process writes to: if the test process dies without stopping
 /// the child, the pipe closes and the watchdog kills the child's whole process group.
-final class ChildProcess {
+///
+/// stdin is /dev/null or a pipe this side writes (`write`, `closeStdin`); stdout is a file
+/// or a pipe this side reads (`readAllStdout`); stderr is a file (`stderrPath`). Sendable:
+/// its state is behind a mutex, so async tests may hand it to other threads (`offPool`).
+final class ChildProcess: Sendable {
+    /// Where the child's stdin comes from.
+    enum Input: Sendable { case devNull, pipe }
+    /// Where the child's stdout goes.
+    enum Output: Sendable { case file(String), pipe }
+
     let pid: pid_t
-    private var watchdogPid: pid_t = -1
-    private var watchdogPipe: Int32 = -1
-    private(set) var status: ExitStatus?
+    let stderrPath: String
+
+    private struct State {
+        var status: ExitStatus?
+        var watchdogPid: pid_t = -1
+        var watchdogPipe: Int32 = -1
+        /// The pipe ends, each closed exactly once (a second close could hit a reused fd).
+        var stdinFD: Int32?
+        var stdoutFD: Int32?
+    }
+    private let state: Mutex<State>
+
+    var status: ExitStatus? { state.withLock { $0.status } }
+
+    convenience init(path: String, arguments: [String], environment: [String: String], directory: URL,
+                     stdoutPath: String, stderrPath: String) throws {
+        try self.init(path: path, arguments: arguments, environment: environment, directory: directory,
+                      stdin: .devNull, stdout: .file(stdoutPath), stderrPath: stderrPath)
+    }
 
     init(path: String, arguments: [String], environment: [String: String], directory: URL,
-         stdoutPath: String, stderrPath: String) throws {
+         stdin: Input, stdout: Output, stderrPath: String) throws {
         guard access(path, X_OK) == 0 else { throw HarnessError.binaryMissing(path) }
         var env = environment
         env["PWD"] = directory.path
-        pid = try ChildProcess.spawn(path: path, arguments: arguments, environment: env,
-                                     directory: directory.path, stdin: .devNull,
-                                     stdout: stdoutPath, stderr: stderrPath, newGroup: true)
+        var inPipe: [Int32] = [-1, -1]
+        var outPipe: [Int32] = [-1, -1]
+        func closeAll() { for fd in inPipe + outPipe where fd >= 0 { Glibc.close(fd) } }
+        if case .pipe = stdin { try ChildProcess.makePipe(&inPipe) }
+        if case .pipe = stdout {
+            do { try ChildProcess.makePipe(&outPipe) } catch { closeAll(); throw error }
+        }
+        let spawnStdin: Stdin = inPipe[0] >= 0 ? .fd(inPipe[0]) : .devNull
+        let spawnStdout: Stdout
+        switch stdout {
+        case .file(let path): spawnStdout = .path(path)
+        case .pipe: spawnStdout = .fd(outPipe[1])
+        }
+        do {
+            pid = try ChildProcess.spawn(path: path, arguments: arguments, environment: env,
+                                         directory: directory.path, stdin: spawnStdin,
+                                         stdout: spawnStdout, stderr: stderrPath, newGroup: true)
+        } catch {
+            closeAll()
+            throw error
+        }
+        // The child's ends are the child's now.
+        if inPipe[0] >= 0 { Glibc.close(inPipe[0]) }
+        if outPipe[1] >= 0 { Glibc.close(outPipe[1]) }
+        self.stderrPath = stderrPath
+        state = Mutex(State(stdinFD: inPipe[1] >= 0 ? inPipe[1] : nil,
+                            stdoutFD: outPipe[0] >= 0 ? outPipe[0] : nil))
         startWatchdog()
     }
 
+    private static func makePipe(_ fds: inout [Int32]) throws {
+        guard pipe(&fds) == 0 else { throw HarnessError.system("pipe", errno) }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+    }
+
     private enum Stdin { case devNull, fd(Int32) }
+    private enum Stdout { case path(String), fd(Int32) }
 
     private static func spawn(path: String, arguments: [String], environment: [String: String],
-                              directory: String, stdin: Stdin, stdout: String, stderr: String,
+                              directory: String, stdin: Stdin, stdout: Stdout, stderr: String,
                               newGroup: Bool) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -138,7 +201,10 @@ final class ChildProcess {
         case .devNull: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         case .fd(let fd): posix_spawn_file_actions_adddup2(&actions, fd, 0)
         }
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
+        switch stdout {
+        case .path(let path): posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
+        case .fd(let fd): posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        }
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
         // GNU extensions Swift's Glibc module does not show: looked up at run time.
         if let closeFrom = GNUSpawn.addCloseFrom { _ = closeFrom(&actions, 3) }
@@ -190,63 +256,83 @@ final class ChildProcess {
         let script = "trap '' INT TERM HUP QUIT; read _ignored; kill -s KILL -- \"-$1\" 2>/dev/null"
         let wd = try? ChildProcess.spawn(path: "/bin/sh", arguments: ["-c", script, "herald-watchdog", String(pid)],
                                          environment: ["PATH": "/usr/bin:/bin"], directory: "/",
-                                         stdin: .fd(fds[0]), stdout: "/dev/null", stderr: "/dev/null",
+                                         stdin: .fd(fds[0]), stdout: .path("/dev/null"), stderr: "/dev/null",
                                          newGroup: false)
         Glibc.close(fds[0])
         if let wd {
-            watchdogPid = wd
-            watchdogPipe = fds[1]
+            let pipeEnd = fds[1]
+            state.withLock {
+                $0.watchdogPid = wd
+                $0.watchdogPipe = pipeEnd
+            }
         } else {
             Glibc.close(fds[1])
         }
     }
 
-    private func stopWatchdog() {
-        guard watchdogPid > 0 else { return }
-        kill(watchdogPid, SIGKILL)
+    private static func stopWatchdog(_ state: inout State) {
+        guard state.watchdogPid > 0 else { return }
+        kill(state.watchdogPid, SIGKILL)
         var raw: Int32 = 0
-        while waitpid(watchdogPid, &raw, 0) < 0 && errno == EINTR {}
-        watchdogPid = -1
-        Glibc.close(watchdogPipe)
-        watchdogPipe = -1
+        while waitpid(state.watchdogPid, &raw, 0) < 0 && errno == EINTR {}
+        state.watchdogPid = -1
+        Glibc.close(state.watchdogPipe)
+        state.watchdogPipe = -1
     }
 
-    /// True while the process has not exited (checked without reaping it).
-    var isRunning: Bool {
-        if status != nil { return false }
+    /// Whether the process has not exited (checked without reaping it).
+    private func running(_ state: State) -> Bool {
+        if state.status != nil { return false }
         var info = siginfo_t()
         let rc = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)
         if rc != 0 { return false }
         return info.si_signo != SIGCHLD
     }
 
+    /// True while the process has not exited (checked without reaping it).
+    var isRunning: Bool { state.withLock { running($0) } }
+
+    /// Reaps the process if it has exited (and kills any process left in its group);
+    /// under the lock, so that two threads waiting at once reap it once. Nil: running.
+    private func reapIfExited() -> ExitStatus? {
+        state.withLock { state in
+            if let status = state.status { return status }
+            if running(state) { return nil }
+            // The leader is a zombie: its group id cannot have been reused. Clear stragglers.
+            kill(-pid, SIGKILL)
+            var raw: Int32 = 0
+            while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+            let status = ExitStatus(raw: raw)
+            state.status = status
+            ChildProcess.stopWatchdog(&state)
+            return status
+        }
+    }
+
     /// Waits up to `timeout` seconds for the process to exit; reaps it (and kills any
     /// process left in its group) once it has. Nil: still running.
     @discardableResult
     func waitForExit(timeout: Double) -> ExitStatus? {
-        if let status { return status }
         let deadline = Deadline(timeout)
-        while isRunning {
+        while true {
+            if let status = reapIfExited() { return status }
             if deadline.passed { return nil }
             usleep(5_000)
         }
-        // The leader is a zombie: its group id cannot have been reused. Clear stragglers.
-        kill(-pid, SIGKILL)
-        var raw: Int32 = 0
-        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
-        status = ExitStatus(raw: raw)
-        stopWatchdog()
-        return status
     }
 
     func signal(_ sig: Int32) {
-        if status == nil { kill(pid, sig) }
+        state.withLock { if $0.status == nil { kill(pid, sig) } }
     }
 
-    /// SIGTERM, then SIGKILL (to the whole group) after `grace` seconds.
-    /// Returns the exit status and whether SIGKILL was needed.
+    /// SIGTERM, then SIGKILL (to the whole group) after `grace` seconds; then closes this
+    /// side's pipe ends. Returns the exit status and whether SIGKILL was needed.
     @discardableResult
     func stop(grace: Double = 10) -> (ExitStatus, killed: Bool) {
+        defer {
+            closeStdin()
+            closeStdout()
+        }
         if let status { return (status, false) }
         signal(SIGTERM)
         if let st = waitForExit(timeout: grace) { return (st, false) }
@@ -256,9 +342,51 @@ final class ChildProcess {
         return (st, true)
     }
 
+    /// Writes `text` to the child's stdin pipe (nothing without one, or once it closed).
+    func write(_ text: String) {
+        guard let fd = state.withLock({ $0.stdinFD }) else { return }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Closes the child's stdin pipe (end of input).
+    func closeStdin() {
+        if let fd = state.withLock({ state in defer { state.stdinFD = nil }; return state.stdinFD }) { Glibc.close(fd) }
+    }
+
+    private func closeStdout() {
+        if let fd = state.withLock({ state in defer { state.stdoutFD = nil }; return state.stdoutFD }) { Glibc.close(fd) }
+    }
+
+    /// Reads the child's stdout pipe to its end, then closes it ("" without one).
+    func readAllStdout() -> String {
+        guard let fd = state.withLock({ $0.stdoutFD }) else { return "" }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out.append(contentsOf: buffer[0..<n])
+        }
+        closeStdout()
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// What the child wrote to stderr so far.
+    var stderrText: String {
+        (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+    }
+
     deinit {
         if status == nil { _ = stop(grace: 2) }
-        stopWatchdog()
+        state.withLock { ChildProcess.stopWatchdog(&$0) }
+        closeStdin()
+        closeStdout()
     }
 }
 
