@@ -172,3 +172,55 @@ ssize_t herald_pread_cached(int fd, void *buffer, size_t count, off_t offset, si
     }
     return pread(fd, buffer, count, offset);
 }
+
+ssize_t herald_send_with_fds(int socket, const void *bytes, size_t length, const int *fds, int count) {
+    if (count < 0 || count > HERALD_MAX_PASSED_FDS || length == 0) { errno = EINVAL; return -1; }
+    struct iovec iov = { .iov_base = (void *)bytes, .iov_len = length };
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    union { struct cmsghdr align; char buffer[CMSG_SPACE(sizeof(int) * HERALD_MAX_PASSED_FDS)]; } control;
+    if (count > 0) {
+        memset(&control, 0, sizeof control);
+        message.msg_control = control.buffer;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * (size_t)count);
+    }
+    return sendmsg(socket, &message, MSG_NOSIGNAL);
+}
+
+ssize_t herald_receive_with_fds(int socket, void *bytes, size_t capacity, int *fds, int max_fds, int *fd_count) {
+    *fd_count = 0;
+    struct iovec iov = { .iov_base = bytes, .iov_len = capacity };
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    union { struct cmsghdr align; char buffer[CMSG_SPACE(sizeof(int) * HERALD_MAX_PASSED_FDS)]; } control;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    ssize_t received = recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
+    if (received < 0) return -1;
+    int overflow = (message.msg_flags & MSG_CTRUNC) != 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *passed = (int *)CMSG_DATA(header);
+        for (int i = 0; i < count; i++) {
+            if (*fd_count < max_fds) fds[(*fd_count)++] = passed[i];
+            else { close(passed[i]); overflow = 1; }
+        }
+    }
+    if (overflow) {
+        for (int i = 0; i < *fd_count; i++) close(fds[i]);
+        *fd_count = 0;
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return received;
+}

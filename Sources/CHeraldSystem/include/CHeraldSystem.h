@@ -69,6 +69,18 @@ ssize_t herald_pread_cached(int fd, void *buffer, size_t count, off_t offset, si
 // open(2)'s O_PATH (GNU: not shown to Swift).
 extern const int HERALD_O_PATH;
 
+// Descriptor passing over a unix socket (SCM_RIGHTS; the CMSG_* macros cannot be
+// imported). At most HERALD_MAX_PASSED_FDS descriptors per message.
+#define HERALD_MAX_PASSED_FDS 253
+// Sends `length` bytes (at least 1) with `count` descriptors attached; returns the bytes
+// sent (the descriptors go with the first byte) or -1 with errno. MSG_NOSIGNAL.
+ssize_t herald_send_with_fds(int socket, const void *bytes, size_t length, const int *fds, int count);
+// Receives up to `capacity` bytes and up to `max_fds` descriptors (close-on-exec);
+// returns the bytes read (0 at end of stream) or -1 with errno; *fd_count says how
+// many descriptors arrived. Descriptors beyond max_fds or a truncated control message
+// are closed and reported as -1 with errno EMSGSIZE.
+ssize_t herald_receive_with_fds(int socket, void *bytes, size_t capacity, int *fds, int max_fds, int *fd_count);
+
 int herald_errno(void);
 uint64_t herald_monotonic_ns(void);
 uint64_t herald_wall_ms(void);
