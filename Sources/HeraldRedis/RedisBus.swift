@@ -19,8 +19,8 @@ import HeraldLoop
 public final class RedisBus: RoomBus {
     public let workerID: String
     public let endpoint: RedisEndpoint
-    let commands: RedisClient
-    let subscriber: RedisClient
+    let commands: any RedisCommandConnection
+    let subscriber: any RedisSubscriptions
     private let prefix: [UInt8]
     private let workerIDBytes: [UInt8]
     /// What starts every message this worker publishes (see `BusFrame`).
@@ -63,17 +63,18 @@ public final class RedisBus: RoomBus {
         var random = FastRandom()
         self.workerID = workerID ?? ConnectionID(using: &random).string
         self.endpoint = endpoint
-        self.prefix = Array(endpoint.prefix.utf8)
+        self.prefix = Array(endpoint.busKeyPrefix.utf8)
         self.workerIDBytes = Array(self.workerID.utf8)
         self.frameHeader = BusFrame.header(origin: self.workerIDBytes)
         self.workerKey = prefix + Array("w:\(self.workerID)".utf8)
         self.workerRoomsKey = prefix + Array("w:\(self.workerID):rooms".utf8)
         self.workersKey = prefix + Array("workers".utf8)
         self.roomsKey = prefix + Array("rooms".utf8)
-        self.channelPrefix = prefix + Array("room:".utf8)
-        commands = RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout)
+        self.channelPrefix = Array((endpoint.prefix + "room:").utf8)
+        // (On a cluster: SPUBLISH and SSUBSCRIBE, on the shard of each room's channel.)
+        (commands, subscriber) = RedisConnections.bus(endpoint, commandTimeout: commandTimeout)
         commands.publishHighWater = publishHighWater
-        subscriber = RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout)
+        if endpoint.isCluster { publishVerb = Array("SPUBLISH".utf8) }
     }
 
     public var isLocalOnly: Bool { false }
@@ -342,7 +343,7 @@ public final class RedisBus: RoomBus {
 
     // MARK: Names
 
-    private let publishVerb = Array("PUBLISH".utf8)
+    private var publishVerb = Array("PUBLISH".utf8)
     /// The channel of the message being published, reused.
     private var channel: [UInt8] = []
 

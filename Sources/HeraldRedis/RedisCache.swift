@@ -9,17 +9,20 @@ import HeraldProtocol
 /// `readAt` is the time of the load; it is not written back.
 @LoopActor
 public final class RedisCache: Cache {
-    let client: RedisClient
+    let client: any RedisCommandConnection
     private let entryPrefix: [UInt8]
     private let indexKey: [UInt8]
+    /// On a cluster: the entries and their index spread over `RedisCacheBuckets` hash tags.
+    private let buckets: RedisCacheBuckets?
     private let saveScript = RedisScript(Lua.cacheSave)
     private let destroyScript = RedisScript(Lua.cacheDestroy)
     private let sizeScript = RedisScript(Lua.cacheSize)
 
     public init(endpoint: RedisEndpoint, commandTimeout: Int = 2_000) {
-        client = RedisClient(endpoint: endpoint, name: "cache", commandTimeout: commandTimeout)
+        client = RedisConnections.commands(endpoint, name: "cache", commandTimeout: commandTimeout)
         entryPrefix = Array((endpoint.prefix + "c:").utf8)
         indexKey = Array((endpoint.prefix + "cache").utf8)
+        buckets = endpoint.isCluster ? RedisCacheBuckets(prefix: endpoint.prefix) : nil
     }
 
     public func start() {
@@ -36,7 +39,7 @@ public final class RedisCache: Cache {
         let now = Clock.wallMillis()
         let stored = Self.encode(CacheEntry(value: value, expireTimestamp: expireInMilliseconds.map { now + $0 },
                                             createdAt: now, readAt: nil))
-        let reply = try await saveScript.run(on: client, keys: [entryPrefix + Array(key.utf8), indexKey],
+        let reply = try await saveScript.run(on: client, keys: keys(key),
                                              arguments: [stored, expireInMilliseconds.map { Array(String(max(1, $0)).utf8) } ?? [],
                                                          Array(key.utf8)])
         return reply.integer == 1
@@ -44,7 +47,7 @@ public final class RedisCache: Cache {
 
     public func load(_ key: String) async throws -> CacheEntry? {
         try ready()
-        let reply = try await client.command([Array("GET".utf8), entryPrefix + Array(key.utf8)])
+        let reply = try await client.command([Array("GET".utf8), keys(key)[0]])
         guard case .string(let bytes) = reply else { return nil }
         let now = Clock.wallMillis()
         guard var entry = Self.decode(bytes) else { throw RedisError.protocolError("cache entry \(key) is not readable") }
@@ -55,16 +58,31 @@ public final class RedisCache: Cache {
 
     public func destroy(_ key: String) async throws -> Bool {
         try ready()
-        let reply = try await destroyScript.run(on: client, keys: [entryPrefix + Array(key.utf8), indexKey],
+        let reply = try await destroyScript.run(on: client, keys: keys(key),
                                                 arguments: [Array(key.utf8)])
         return (reply.integer ?? 0) > 0
     }
 
     public func size() async throws -> Int {
         try ready()
+        if let buckets {
+            var total = 0
+            for index in buckets.indexKeys {
+                let reply = try await sizeScript.run(on: client, keys: [index], arguments: [])
+                guard let count = reply.integer else { throw RedisError.protocolError("cache size: unexpected reply") }
+                total += count
+            }
+            return total
+        }
         let reply = try await sizeScript.run(on: client, keys: [indexKey], arguments: [])
         guard let count = reply.integer else { throw RedisError.protocolError("cache size: unexpected reply") }
         return count
+    }
+
+    /// The entry's key and its index's key.
+    private func keys(_ key: String) -> [[UInt8]] {
+        if let buckets { return buckets.keys(key) }
+        return [entryPrefix + Array(key.utf8), indexKey]
     }
 
     private func ready() throws {

@@ -186,7 +186,7 @@ public final class RedisClient: EventHandler {
     }
 
     /// Calls `body` with argc, argv and argvlen pointing into `arguments` (no copies).
-    static func withArgv<R>(_ arguments: [[UInt8]],
+    nonisolated static func withArgv<R>(_ arguments: [[UInt8]],
                             _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
         let count = arguments.count
         return withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: count) { argv in
@@ -336,6 +336,7 @@ public final class RedisClient: EventHandler {
         switch endpoint.address {
         case .tcp(let host, let port): made = redisAsyncConnect(host, Int32(port))
         case .unix(let path): made = redisAsyncConnectUnix(path)
+        case .cluster(let seeds): made = redisAsyncConnect(seeds[0].host, Int32(seeds[0].port))  // (RedisClusterClient routes)
         }
         guard let made else {
             return connectionFailed("cannot allocate a hiredis context")

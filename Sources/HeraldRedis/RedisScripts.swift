@@ -15,14 +15,14 @@ final class RedisScript {
     }
 
     /// Asks Redis to load the script (after each connect: a restarted Redis forgets it).
-    func load(on client: RedisClient) {
+    func load(on client: any RedisCommandConnection) {
         sha = nil
         client.send([Array("SCRIPT".utf8), Array("LOAD".utf8), sourceBytes]) { [weak self] result in
             if case .success(.string(let digest)) = result { self?.sha = digest }
         }
     }
 
-    func run(on client: RedisClient, keys: [[UInt8]], arguments: [[UInt8]]) async throws -> RedisReply {
+    func run(on client: any RedisCommandConnection, keys: [[UInt8]], arguments: [[UInt8]]) async throws -> RedisReply {
         var command: [[UInt8]] = []
         command.reserveCapacity(3 + keys.count + arguments.count)
         if let sha {

@@ -5,12 +5,12 @@ import HeraldLoop
 /// calls it when a worker exits without being told to (a crash, `kill -9`).
 @LoopActor
 public final class RedisWorkerEvictor {
-    private let client: RedisClient
+    private let client: any RedisCommandConnection
     private let prefix: [UInt8]
 
     public init(endpoint: RedisEndpoint) {
-        client = RedisClient(endpoint: endpoint, name: "supervisor")
-        prefix = Array(endpoint.prefix.utf8)
+        client = RedisConnections.commands(endpoint, name: "supervisor", commandTimeout: 2_000)
+        prefix = Array(endpoint.busKeyPrefix.utf8)
         client.start()
     }
 

@@ -33,6 +33,10 @@ struct BackendPlan {
     /// Chooses before the loop starts (it may start redis-server).
     static func choose(_ configuration: Configuration, mayStartPrivateRedis: Bool) throws(ConfigurationError) -> BackendPlan {
         if let endpoint = try RedisEndpoint.from(configuration) {
+            if endpoint.isCluster, case .unreachable(let why) = try RedisClusterProbe.check(endpoint) {
+                log.warn("redis.cluster.unreachable", ["redis": endpoint.description, "error": why,
+                                                       "action": "starting; the workers keep asking the seeds"])
+            }
             return BackendPlan(endpoint: endpoint, privateRedis: nil, runDirectory: nil, inProcessReason: nil)
         }
         guard mayStartPrivateRedis, PrivateRedis.serverPath() != nil else {

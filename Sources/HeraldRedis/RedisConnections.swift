@@ -1,0 +1,53 @@
+import HeraldLoop
+
+/// What the bus and the cache need of a command connection: one Redis (`RedisClient`)
+/// or a cluster (`RedisClusterClient`, which routes each command by its key's slot).
+@LoopActor
+public protocol RedisCommandConnection: AnyObject {
+    var isReady: Bool { get }
+    var acceptsCommands: Bool { get }
+    var lastError: String { get }
+    var isPublishCongested: Bool { get }
+    var publishHighWater: Int { get set }
+    var onReady: (@LoopActor () -> Void)? { get set }
+    var onPublishDrained: (@LoopActor () -> Void)? { get set }
+    func start()
+    func stop()
+    func flushWrites()
+    func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void)
+    func command(_ arguments: [[UInt8]]) async throws -> RedisReply
+    func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool
+}
+
+/// What the bus needs of its subscriber: one Redis (`RedisClient`, SUBSCRIBE) or a
+/// cluster (`RedisShardedSubscriber`, SSUBSCRIBE on the shard of each channel).
+@LoopActor
+public protocol RedisSubscriptions: AnyObject {
+    var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)? { get set }
+    func start()
+    func stop()
+    func subscribe(_ channel: String) -> SubscriptionWaiter?
+    func unsubscribe(_ channel: String)
+}
+
+extension RedisClient: RedisCommandConnection, RedisSubscriptions {}
+
+@LoopActor
+enum RedisConnections {
+    /// A command connection for `endpoint`.
+    static func commands(_ endpoint: RedisEndpoint, name: String, commandTimeout: Int) -> any RedisCommandConnection {
+        if endpoint.isCluster { return RedisClusterClient(endpoint: endpoint, name: name, commandTimeout: commandTimeout) }
+        return RedisClient(endpoint: endpoint, name: name, commandTimeout: commandTimeout)
+    }
+
+    /// The bus's command connection and subscriber (on a cluster the subscriber follows
+    /// the command connection's slot map).
+    static func bus(_ endpoint: RedisEndpoint, commandTimeout: Int) -> (any RedisCommandConnection, any RedisSubscriptions) {
+        if endpoint.isCluster {
+            let router = RedisClusterClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout)
+            return (router, RedisShardedSubscriber(router: router, commandTimeout: commandTimeout))
+        }
+        return (RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout),
+                RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout))
+    }
+}

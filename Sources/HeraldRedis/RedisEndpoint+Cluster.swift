@@ -1,0 +1,65 @@
+import HeraldCore
+
+extension RedisEndpoint {
+    /// A Redis Cluster endpoint (`redis-cluster://…`).
+    public var isCluster: Bool {
+        if case .cluster = address { return true }
+        return false
+    }
+
+    /// The prefix of the bus's keys (membership, workers): on a cluster they all carry
+    /// the hash tag `{<prefix>}`, so that each script's keys share one slot. Channels and
+    /// cache keys do not (they spread over the shards).
+    public var busKeyPrefix: String { isCluster ? "{\(prefix)}" : prefix }
+
+    /// The same endpoint, on one node of the cluster (for that node's connection).
+    func node(_ node: RedisNode) -> RedisEndpoint {
+        RedisEndpoint(address: .tcp(host: node.host, port: node.port), password: password, database: 0, prefix: prefix)
+    }
+
+    /// `redis-cluster://[[user]:password@]host:port[,host:port…]` (no database: a cluster
+    /// has only database 0).
+    static func parseCluster(url: String, prefix: String) throws(ConfigurationError) -> RedisEndpoint {
+        func fail(_ why: String) -> ConfigurationError {
+            ConfigurationError("redisUrl '\(Secrets.redact(url, wholeText: true))': \(why) (expected redis-cluster://[:password@]host:port[,host:port…]; the password belongs in redisPasswordFile)")
+        }
+        var rest = Substring(url.dropFirst("redis-cluster://".count))
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let userInfo = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                password = percentDecoded(userInfo[userInfo.index(after: colon)...])
+            } else if !userInfo.isEmpty {
+                password = percentDecoded(userInfo)
+            }
+        }
+        if let slash = rest.firstIndex(of: "/") {
+            let path = rest[rest.index(after: slash)...]
+            guard path.isEmpty || path == "0" else { throw fail("a cluster has only database 0") }
+            rest = rest[..<slash]
+        }
+        var seeds: [RedisNode] = []
+        for item in rest.split(separator: ",", omittingEmptySubsequences: false) {
+            var host = item
+            var port = 6379
+            if item.hasPrefix("[") {
+                guard let close = item.firstIndex(of: "]") else { throw fail("unclosed [") }
+                host = item[item.index(after: item.startIndex)..<close]
+                let after = item[item.index(after: close)...]
+                if after.hasPrefix(":") {
+                    guard let value = Int(after.dropFirst()), (1...65_535).contains(value) else { throw fail("bad port") }
+                    port = value
+                } else if !after.isEmpty { throw fail("junk after the host") }
+            } else if let colon = item.lastIndex(of: ":") {
+                host = item[..<colon]
+                guard let value = Int(item[item.index(after: colon)...]), (1...65_535).contains(value) else { throw fail("bad port") }
+                port = value
+            }
+            guard !host.isEmpty else { throw fail(item.isEmpty ? "an empty seed in the list" : "no host") }
+            seeds.append(RedisNode(host: String(host), port: port))
+        }
+        guard !seeds.isEmpty else { throw fail("no seed node") }
+        return RedisEndpoint(address: .cluster(seeds: seeds), password: password, database: 0, prefix: prefix)
+    }
+}

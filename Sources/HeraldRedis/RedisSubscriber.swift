@@ -1,0 +1,349 @@
+import CHiredis
+import Glibc
+import HeraldCore
+import HeraldLoop
+
+/// A pub/sub connection that keeps a set of channels subscribed across reconnects: the
+/// subscription state machine apart from the command connection. It speaks through
+/// hiredis's non-blocking context and reader directly (not its async API, whose
+/// callback table knows SUBSCRIBE but not Redis 7's SSUBSCRIBE), so the verbs are a
+/// parameter: `SSUBSCRIBE`/`SUNSUBSCRIBE` and `smessage` for a cluster shard.
+///
+/// - One command in flight per channel (as in `RedisClient`); replies that confirm a
+///   channel are matched by name, error replies (`MOVED` on a shard that lost the slot)
+///   by order, and reported through `onRedirect` so the owner re-homes the channel.
+/// - A `sunsubscribe` Redis sends by itself (the slot moved away) is reported too.
+/// - Reconnects after 100 ms doubling to 2 s; a lost connection fails the waiters.
+@LoopActor
+public final class RedisSubscriber: EventHandler, RedisSubscriptions {
+    public let endpoint: RedisEndpoint
+    public let name: String
+    public let commandTimeout: Int
+    public var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)?
+    /// A subscription was refused with a redirect or dropped by Redis (the slot moved).
+    var onRedirect: (@LoopActor (_ channel: String) -> Void)?
+    public private(set) var lastError = "not connected yet"
+
+    enum Phase { case idle, connecting, handshaking, ready, waiting, stopped }
+    private(set) var phase: Phase = .idle
+    public var isReady: Bool { phase == .ready }
+
+    private let subscribeVerb: [UInt8]
+    private let unsubscribeVerb: [UInt8]
+    private let messageKind: [UInt8]
+    private let confirmKind: [UInt8]
+    private let dropKind: [UInt8]
+
+    private var context: UnsafeMutablePointer<redisContext>?
+    private var fd: Int32 = -1
+    private var interest: UInt32 = 0
+    private var handshakeReplies = 0
+    private var backoff = 100
+    private var retryTimer: LoopTimer?
+
+    private struct Channel {
+        var wanted = false
+        var subscribed = false
+        var inFlight = false
+        var waiters: [SubscriptionWaiter] = []
+    }
+    private var channels: [String: Channel] = [:]
+    /// Channels whose command awaits its reply, in the order sent (to match error replies).
+    private var inFlightOrder: [String] = []
+
+    public init(endpoint: RedisEndpoint, name: String, sharded: Bool, commandTimeout: Int = 2_000) {
+        self.endpoint = endpoint
+        self.name = name
+        self.commandTimeout = commandTimeout
+        let s = sharded ? "s" : ""
+        subscribeVerb = Array("\(s)subscribe".uppercased().utf8)
+        unsubscribeVerb = Array("\(s)unsubscribe".uppercased().utf8)
+        messageKind = Array("\(s)message".utf8)
+        confirmKind = Array("\(s)subscribe".utf8)
+        dropKind = Array("\(s)unsubscribe".utf8)
+    }
+
+    public func start() {
+        guard phase == .idle else { return }
+        connect()
+    }
+
+    public func stop() {
+        guard phase != .stopped else { return }
+        phase = .stopped
+        retryTimer?.cancel()
+        closeContext()
+        fail(.unavailable("the subscriber is stopped"))
+    }
+
+    /// Channels wanted (for tests, logs and re-homing).
+    public var wantedChannels: [String] { channels.filter { $0.value.wanted }.map(\.key) }
+    public var channelEntryCount: Int { channels.count }
+
+    // MARK: The state machine
+
+    public func subscribe(_ channel: String) -> SubscriptionWaiter? {
+        var entry = channels[channel] ?? Channel()
+        entry.wanted = true
+        if entry.subscribed && !entry.inFlight {
+            channels[channel] = entry
+            return nil
+        }
+        let waiter = SubscriptionWaiter()
+        if phase == .waiting || phase == .stopped {
+            waiter.finish(.unavailable(lastError))
+            channels[channel] = entry
+            return waiter
+        }
+        entry.waiters.append(waiter)
+        channels[channel] = entry
+        let timeout = commandTimeout
+        waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, waiter] in
+            waiter.finish(.timeout(timeout))
+            self?.forget(waiter, channel: channel)
+        }
+        pump(channel)
+        return waiter
+    }
+
+    public func unsubscribe(_ channel: String) {
+        guard var entry = channels[channel] else { return }
+        entry.wanted = false
+        let waiters = entry.waiters
+        entry.waiters.removeAll()
+        channels[channel] = entry
+        for waiter in waiters { waiter.finish(.unavailable("unsubscribed meanwhile")) }
+        pump(channel)
+    }
+
+    private func forget(_ waiter: SubscriptionWaiter, channel: String) {
+        guard var entry = channels[channel] else { return }
+        entry.waiters.removeAll { $0 === waiter }
+        channels[channel] = entry
+        pump(channel)
+    }
+
+    private func pump(_ channel: String) {
+        guard var entry = channels[channel] else { return }
+        if !entry.wanted && !entry.subscribed && !entry.inFlight && entry.waiters.isEmpty {
+            channels[channel] = nil
+            return
+        }
+        guard phase == .ready, !entry.inFlight, entry.wanted != entry.subscribed else { return }
+        guard append([entry.wanted ? subscribeVerb : unsubscribeVerb, Array(channel.utf8)]) else { return }
+        entry.inFlight = true
+        channels[channel] = entry
+        inFlightOrder.append(channel)
+        flush()
+    }
+
+    private func confirmed(_ channel: String, subscribed: Bool) {
+        if let index = inFlightOrder.firstIndex(of: channel) { inFlightOrder.remove(at: index) }
+        guard var entry = channels[channel] else { return }
+        let spontaneous = !entry.inFlight && !subscribed && entry.subscribed
+        entry.subscribed = subscribed
+        entry.inFlight = false
+        if subscribed && entry.wanted {
+            for waiter in entry.waiters { waiter.finish(nil) }
+            entry.waiters.removeAll()
+        }
+        channels[channel] = entry
+        if spontaneous && entry.wanted {
+            // Redis dropped it: the slot moved. The owner finds the new shard.
+            onRedirect?(channel)
+            return
+        }
+        pump(channel)
+    }
+
+    private func refused(_ message: String) {
+        guard !inFlightOrder.isEmpty else { return }
+        let channel = inFlightOrder.removeFirst()
+        guard var entry = channels[channel] else { return }
+        entry.inFlight = false
+        let waiters = entry.waiters
+        entry.waiters.removeAll()
+        channels[channel] = entry
+        for waiter in waiters { waiter.finish(.server(message)) }
+        log.warn("redis.subscribe.refused", ["client": name, "channel": channel, "error": message])
+        onRedirect?(channel)
+    }
+
+    private func fail(_ error: RedisError) {
+        inFlightOrder.removeAll()
+        for key in Array(channels.keys) {
+            guard var entry = channels[key] else { continue }
+            for waiter in entry.waiters { waiter.finish(error) }
+            entry.waiters.removeAll()
+            entry.subscribed = false
+            entry.inFlight = false
+            channels[key] = entry.wanted ? entry : nil
+        }
+    }
+
+    // MARK: The connection
+
+    private func connect() {
+        guard phase != .stopped else { return }
+        let made: UnsafeMutablePointer<redisContext>?
+        switch endpoint.address {
+        case .tcp(let host, let port): made = redisConnectNonBlock(host, Int32(port))
+        case .unix(let path): made = redisConnectUnixNonBlock(path)
+        case .cluster(let seeds): made = redisConnectNonBlock(seeds[0].host, Int32(seeds[0].port))
+        }
+        guard let made else { return lost("cannot allocate a hiredis context") }
+        if made.pointee.err != 0 {
+            let reason = Self.errorText(made)
+            redisFree(made)
+            return lost(reason)
+        }
+        context = made
+        fd = made.pointee.fd
+        phase = .connecting
+        do {
+            try EventLoop.current.register(fd: fd, events: IOEvents.readable | IOEvents.writable, handler: self)
+            interest = IOEvents.readable | IOEvents.writable
+        } catch {
+            closeContext()
+            return lost("cannot watch the redis socket: \(error)")
+        }
+    }
+
+    private func connected() {
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 || error != 0 {
+            return dropConnection(String(cString: strerror(error)))
+        }
+        phase = .handshaking
+        handshakeReplies = 0
+        if let password = endpoint.password {
+            _ = append([Array("AUTH".utf8), Array(password.utf8)])
+            handshakeReplies += 1
+        }
+        _ = append([Array("PING".utf8)])
+        handshakeReplies += 1
+        flush()
+    }
+
+    private func becameReady() {
+        phase = .ready
+        backoff = 100
+        log.info("redis.connected", ["client": name, "redis": endpoint.description])
+        for key in Array(channels.keys) { pump(key) }
+    }
+
+    public func handleEvents(_ events: UInt32) {
+        guard let context else { return }
+        if phase == .connecting {
+            guard events & (IOEvents.writable | IOEvents.error | IOEvents.hangUp) != 0 else { return }
+            connected()
+            return
+        }
+        if events & (IOEvents.readable | IOEvents.error | IOEvents.hangUp | IOEvents.readHangUp) != 0 {
+            var rounds = 0
+            repeat {
+                if redisBufferRead(context) != REDIS_OK { return dropConnection(Self.errorText(context)) }
+                if !drainReplies() { return }
+                rounds += 1
+            } while rounds < 4 && self.context == context && Self.hasInput(fd)
+        }
+        if self.context == context, events & IOEvents.writable != 0 { flush() }
+    }
+
+    /// Handles every whole reply read; false when the connection was dropped meanwhile.
+    private func drainReplies() -> Bool {
+        guard let current = context else { return false }
+        while context == current {
+            var object: UnsafeMutableRawPointer?
+            guard redisGetReplyFromReader(current, &object) == REDIS_OK else {
+                dropConnection(Self.errorText(current))
+                return false
+            }
+            guard let object else { return true }
+            handle(object.assumingMemoryBound(to: redisReply.self))
+            freeReplyObject(object)
+        }
+        return false
+    }
+
+    private func handle(_ reply: UnsafePointer<redisReply>) {
+        let r = reply.pointee
+        if phase == .handshaking {
+            if r.type == REDIS_REPLY_ERROR {
+                return dropConnection("handshake failed: " + String(decoding: RedisReply.bytes(r.str, r.len), as: UTF8.self))
+            }
+            handshakeReplies -= 1
+            if handshakeReplies == 0 { becameReady() }
+            return
+        }
+        if r.type == REDIS_REPLY_ERROR {
+            return refused(String(decoding: RedisReply.bytes(r.str, r.len), as: UTF8.self))
+        }
+        guard r.type == REDIS_REPLY_ARRAY, r.elements >= 3, let kind = r.element[0], let second = r.element[1],
+              let third = r.element[2] else { return }
+        let kindBytes = UnsafeRawBufferPointer(start: kind.pointee.str, count: kind.pointee.len)
+        if kindBytes.elementsEqual(messageKind) {
+            onMessage?(UnsafeRawBufferPointer(start: second.pointee.str, count: second.pointee.len),
+                       UnsafeRawBufferPointer(start: third.pointee.str, count: third.pointee.len))
+            return
+        }
+        let channel = String(decoding: UnsafeRawBufferPointer(start: second.pointee.str, count: second.pointee.len), as: UTF8.self)
+        if kindBytes.elementsEqual(confirmKind) { confirmed(channel, subscribed: true) }
+        else if kindBytes.elementsEqual(dropKind) { confirmed(channel, subscribed: false) }
+    }
+
+    private func append(_ arguments: [[UInt8]]) -> Bool {
+        guard let context else { return false }
+        return RedisClient.withArgv(arguments) { argc, argv, lengths in
+            redisAppendCommandArgv(context, argc, argv, lengths) == REDIS_OK
+        }
+    }
+
+    /// Writes what is buffered; watches for writability only while some is left.
+    private func flush() {
+        guard let context, phase == .handshaking || phase == .ready else { return }
+        var done: Int32 = 0
+        if redisBufferWrite(context, &done) != REDIS_OK { return dropConnection(Self.errorText(context)) }
+        let wanted = done != 0 ? IOEvents.readable : IOEvents.readable | IOEvents.writable
+        if wanted != interest {
+            EventLoop.current.modify(fd: fd, events: wanted)
+            interest = wanted
+        }
+    }
+
+    private func dropConnection(_ reason: String) {
+        closeContext()
+        lost(reason)
+    }
+
+    private func closeContext() {
+        if fd >= 0 { EventLoop.current.unregister(fd: fd) }
+        fd = -1
+        interest = 0
+        if let context { redisFree(context) }  // (closes the socket)
+        context = nil
+    }
+
+    private func lost(_ reason: String) {
+        lastError = reason
+        guard phase != .stopped else { return }
+        if phase == .ready || phase == .idle {
+            log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason, "retryMs": String(backoff)])
+        }
+        phase = .waiting
+        fail(.disconnected(reason))
+        retryTimer = EventLoop.current.schedule(afterMilliseconds: backoff) { [weak self] in self?.connect() }
+        backoff = min(backoff * 2, 2_000)
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        let text = withUnsafeBytes(of: context.pointee.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return text.isEmpty ? "connection closed" : text
+    }
+
+    private static func hasInput(_ fd: Int32) -> Bool {
+        var available: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &available) == 0 && available > 0
+    }
+}
