@@ -35,7 +35,7 @@ final class RedisClusterSetup: @unchecked Sendable {
                 path: binary,
                 arguments: ["--port", String(port), "--cluster-port", String(bus), "--bind", "127.0.0.1",
                             "--cluster-enabled", "yes", "--cluster-config-file", dir.appendingPathComponent("nodes.conf").path,
-                            "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no", "--daemonize", "no",
+                            "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--daemonize", "no",
                             "--dir", dir.path, "--protected-mode", "no"],
                 environment: ["PATH": "/usr/bin:/bin"], directory: dir,
                 stdoutPath: dir.appendingPathComponent("redis.log").path,
@@ -60,12 +60,14 @@ final class RedisClusterSetup: @unchecked Sendable {
         }
     }
 
-    /// Waits until every running node says `cluster_state:ok` and all agree on 3 masters
-    /// with a replica each.
+    /// Waits until every running node says `cluster_state:ok` and every replica has
+    /// finished its first sync (a replica that never synced cannot be promoted).
     func waitUntilHealthy(_ seconds: Double) throws {
-        try Self.waitFor("cluster_state:ok on every node", seconds) {
+        try Self.waitFor("cluster_state:ok on every node, replicas in sync", seconds) {
             for node in nodes where node.process != nil {
-                guard let info = try? Self.query(node.port, "CLUSTER INFO"), info.contains("cluster_state:ok") else { return false }
+                guard let info = try? Self.query(node.port, "CLUSTER INFO"), info.contains("cluster_state:ok"),
+                      let replication = try? Self.query(node.port, "INFO replication") else { return false }
+                if replication.contains("role:slave") && !replication.contains("master_link_status:up") { return false }
             }
             return true
         }
