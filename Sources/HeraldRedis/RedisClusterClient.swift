@@ -205,9 +205,16 @@ public final class RedisClusterClient: RedisCommandConnection {
         let wanted = Set(map.masters)
         for node in map.masters { _ = connection(to: node) }
         for (node, client) in clients where !wanted.contains(node) {
-            client.stop()
+            Self.retire(client)
             clients[node] = nil
         }
+    }
+
+    /// Stops a client on the next loop turn: this may run inside one of its hiredis
+    /// callbacks, even while hiredis frees its context (a failed command's callback),
+    /// where freeing it again would be a double free.
+    static func retire(_ client: RedisClient) {
+        EventLoop.current.schedule(afterMilliseconds: 0) { client.stop() }
     }
 
     // MARK: The slot map
@@ -258,7 +265,7 @@ public final class RedisClusterClient: RedisCommandConnection {
             temporary = true
         }
         ask(asked, shards: true) { [weak self] map in
-            if temporary { asked.stop() }
+            if temporary { Self.retire(asked) }
             guard let self, !self.stopped else { return }
             self.refreshing = false
             if let map, map.coveredSlots > 0 {

@@ -193,4 +193,38 @@ struct RedisClusterTests {
             #expect(try Self.serverID(bob) == ids.1)
         }
     }
+
+    @Test("a malformed redis-cluster URI, or a seed that answers but is no cluster node: exit 2, naming it, never the password")
+    func configurationErrors() throws {
+        let port = try FreePort.pick()
+        let start = ["start", "--port", String(port), "--bind", "127.0.0.1", "--workers", "1", "--redis"]
+        let malformed = try runHerald(start + ["redis-cluster://:hunter2@127.0.0.1:notaport,127.0.0.1:7001"], timeout: 10)
+        #expect(malformed.status == .exited(2), "\(malformed.status): \(malformed.stderr)")
+        #expect(malformed.stderr.contains("redis-cluster://") && malformed.stderr.contains("bad port"), "\(malformed.stderr)")
+        #expect(!malformed.stderr.contains("hunter2"))
+        let plain = try RedisServer(password: "hunter2")
+        defer { plain.stop() }
+        let notCluster = try runHerald(start + ["redis-cluster://:hunter2@127.0.0.1:\(plain.port)"], timeout: 10)
+        #expect(notCluster.status == .exited(2), "\(notCluster.status): \(notCluster.stderr)")
+        #expect(notCluster.stderr.contains("no seed answers as a Redis Cluster node")
+                && notCluster.stderr.contains("cluster support disabled"), "\(notCluster.stderr)")
+        #expect(!notCluster.stderr.contains("hunter2"))
+    }
+
+    @Test("unreachable seeds at start are no configuration error: herald serves, and Redis requests get an error in bounded time")
+    func unreachableSeeds() throws {
+        var options = HeraldOptions([("defaultRoom", "")])
+        options.extraArguments = ["--redis", "redis-cluster://127.0.0.1:\(try FreePort.pick()),127.0.0.1:\(try FreePort.pick())"]
+        try withHerald(options) { h in
+            let (client, _) = try h.connectWithId()
+            try client.roundTrip("randomNumber", #"{"randomNumber":<NUM>,"context":"response","messageCount":2}"#)
+            let started = Deadline.now()
+            try client.roundTrip(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#,
+                                 #"{"error":"Error: the cache is unavailable (<ANY>)","context":"response","messageCount":3}"#, timeout: 5)
+            #expect(Deadline.now() - started < 3)
+            try client.send("roomAdd r")
+            #expect(try client.readJSON(timeout: 5)["data"]?.boolValue == false)
+            try h.requireServing("with no cluster node reachable")
+        }
+    }
 }
