@@ -16,7 +16,9 @@ import Testing
         let port = try Self.freePort()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+        // (Its own cluster bus port: the default, port + 10000, may be taken or past 65535.)
+        server.arguments = ["--port", String(port), "--cluster-port", String(try Self.freePort()),
+                            "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                             "--cluster-config-file", directory.appendingPathComponent("nodes.conf").path,
                             "--save", "", "--appendonly", "no", "--dir", directory.path]
         server.standardOutput = FileHandle.nullDevice
