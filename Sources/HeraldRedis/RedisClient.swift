@@ -13,8 +13,7 @@ import HeraldLoop
 /// - Every command that waits for a reply has a deadline on a loop timer (hiredis 0.14
 ///   has none); when nothing at all came back from Redis since the command was sent,
 ///   the connection is dropped and rebuilt.
-/// - A subscriber client (`onMessage` set) keeps a desired set of channels and holds it
-///   across reconnects; use separate clients for subscriptions and commands.
+/// - Commands only: subscriptions are `RedisSubscriber`'s (their own connection).
 @LoopActor
 public final class RedisClient: EventHandler {
     public enum State: Equatable, Sendable {
@@ -38,8 +37,6 @@ public final class RedisClient: EventHandler {
 
     /// Runs after each successful connect and handshake.
     public var onReady: (@LoopActor () -> Void)?
-    /// Pub/sub messages, for a subscriber client: channel and payload, valid during the call.
-    public var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)?
 
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     private var registeredFD: Int32 = -1
@@ -72,7 +69,6 @@ public final class RedisClient: EventHandler {
             flushWrites()
             redisAsyncFree(context)  // fails what is pending; cleanup hook unregisters
         }
-        failWaiters(.unavailable("the client is stopped"))
     }
 
     /// Pushes buffered commands to the socket now (used right before the process exits).
@@ -205,129 +201,6 @@ public final class RedisClient: EventHandler {
         }
     }
 
-    // MARK: Subscriptions
-
-    private struct Channel {
-        var wanted = false
-        var subscribed = false
-        var inFlight = false
-        var waiters: [SubscriptionWaiter] = []
-    }
-    private var channels: [String: Channel] = [:]
-
-    /// Asks for `channel`; the returned waiter completes once Redis confirms (nil when it
-    /// already has). The wish is kept across reconnects until `unsubscribe`.
-    public func subscribe(_ channel: String) -> SubscriptionWaiter? {
-        var entry = channels[channel] ?? Channel()
-        entry.wanted = true
-        if entry.subscribed && !entry.inFlight {
-            channels[channel] = entry
-            return nil
-        }
-        let waiter = SubscriptionWaiter()
-        if state != .ready && state != .connecting {
-            waiter.finish(.unavailable(lastError))
-            channels[channel] = entry
-            pump(channel)
-            return waiter
-        }
-        entry.waiters.append(waiter)
-        channels[channel] = entry
-        let timeout = commandTimeout
-        waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, waiter] in
-            waiter.finish(.timeout(timeout))
-            self?.forget(waiter, channel: channel)
-        }
-        pump(channel)
-        return waiter
-    }
-
-    /// Drops the wish for `channel`. Waiters still listed (joins that gave up) are failed:
-    /// nobody waits for them any more, and the channel's entry can go.
-    public func unsubscribe(_ channel: String) {
-        guard var entry = channels[channel] else { return }
-        entry.wanted = false
-        let waiters = entry.waiters
-        entry.waiters.removeAll()
-        channels[channel] = entry
-        for waiter in waiters { waiter.finish(.unavailable("unsubscribed meanwhile")) }
-        pump(channel)
-    }
-
-    /// A waiter timed out: it no longer keeps the channel's entry.
-    private func forget(_ waiter: SubscriptionWaiter, channel: String) {
-        guard var entry = channels[channel] else { return }
-        entry.waiters.removeAll { $0 === waiter }
-        channels[channel] = entry
-        pump(channel)
-    }
-
-    /// Channels with an entry (wanted, or on their way in or out), for tests and leak checks.
-    public var channelEntryCount: Int { channels.count }
-
-    /// Sends the next SUBSCRIBE or UNSUBSCRIBE for `channel` when its state differs from
-    /// the wish. One at a time per channel: hiredis 0.14 forgets a channel's callback when
-    /// an UNSUBSCRIBE reply arrives after a newer SUBSCRIBE was sent.
-    private func pump(_ channel: String) {
-        guard var entry = channels[channel] else { return }
-        if !entry.wanted && !entry.subscribed && !entry.inFlight && entry.waiters.isEmpty {
-            channels[channel] = nil
-            return
-        }
-        guard state == .ready, let context else { return }
-        guard !entry.inFlight, entry.wanted != entry.subscribed else { return }
-        let verb = entry.wanted ? "SUBSCRIBE" : "UNSUBSCRIBE"
-        let opaque = Unmanaged.passUnretained(self).toOpaque()
-        let status = Self.withArgv([Array(verb.utf8), Array(channel.utf8)]) { argc, argv, lengths in
-            redisAsyncCommandArgv(context, redisSubscriberCallback, opaque, argc, argv, lengths)
-        }
-        if status == REDIS_OK {
-            entry.inFlight = true
-            channels[channel] = entry
-        }
-    }
-
-    fileprivate func subscriberReply(_ reply: UnsafePointer<redisReply>) {
-        lastReplyAt = Clock.monotonicNanos()
-        let r = reply.pointee
-        guard r.type == REDIS_REPLY_ARRAY, r.elements >= 3, let kind = r.element[0], let second = r.element[1],
-              let third = r.element[2] else { return }
-        let kindBytes = UnsafeRawBufferPointer(start: kind.pointee.str, count: kind.pointee.len)
-        if kindBytes.elementsEqual("message".utf8) {
-            onMessage?(UnsafeRawBufferPointer(start: second.pointee.str, count: second.pointee.len),
-                       UnsafeRawBufferPointer(start: third.pointee.str, count: third.pointee.len))
-            return
-        }
-        let subscribed: Bool
-        if kindBytes.elementsEqual("subscribe".utf8) { subscribed = true }
-        else if kindBytes.elementsEqual("unsubscribe".utf8) { subscribed = false }
-        else { return }
-        let channel = String(decoding: UnsafeRawBufferPointer(start: second.pointee.str, count: second.pointee.len), as: UTF8.self)
-        guard var entry = channels[channel] else { return }
-        entry.subscribed = subscribed
-        entry.inFlight = false
-        if subscribed && entry.wanted {
-            for waiter in entry.waiters { waiter.finish(nil) }
-            entry.waiters.removeAll()
-        }
-        channels[channel] = entry
-        pump(channel)
-    }
-
-    /// Channels currently wanted (for tests and logs).
-    public var wantedChannels: [String] { channels.filter { $0.value.wanted }.map(\.key) }
-
-    private func failWaiters(_ error: RedisError) {
-        for key in Array(channels.keys) {
-            guard var entry = channels[key] else { continue }
-            for waiter in entry.waiters { waiter.finish(error) }
-            entry.waiters.removeAll()
-            entry.subscribed = false
-            entry.inFlight = false
-            channels[key] = entry.wanted ? entry : nil
-        }
-    }
-
     // MARK: Connecting
 
     private func connect() {
@@ -400,7 +273,6 @@ public final class RedisClient: EventHandler {
         backoff = Self.initialBackoff
         log.info("redis.connected", ["client": name, "redis": endpoint.description])
         failures = 0
-        for key in Array(channels.keys) { pump(key) }
         onReady?()
     }
 
@@ -414,7 +286,6 @@ public final class RedisClient: EventHandler {
             log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason,
                                     "retryMs": String(backoff)])
         }
-        failWaiters(.disconnected(reason))
         retryTimer = EventLoop.current.schedule(afterMilliseconds: backoff) { [weak self] in self?.connect() }
         backoff = min(backoff * 2, Self.maximumBackoff)
     }
@@ -546,33 +417,6 @@ final class ReplyWaiter: @unchecked Sendable {
     }
 }
 
-/// Completes when Redis confirms a SUBSCRIBE (or fails: down, lost, timed out).
-@LoopActor
-public final class SubscriptionWaiter {
-    private var result: RedisError??
-    private var continuation: UnsafeContinuation<Void, any Error>?
-    var timer: LoopTimer?
-
-    func finish(_ error: RedisError?) {
-        guard result == nil else { return }
-        result = .some(error)
-        timer?.cancel()
-        timer = nil
-        if let continuation {
-            self.continuation = nil
-            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
-        }
-    }
-
-    public func wait() async throws {
-        if let result {
-            if let error = result { throw error }
-            return
-        }
-        try await withUnsafeThrowingContinuation { self.continuation = $0 }
-    }
-}
-
 // MARK: C callbacks (hiredis calls them on the loop thread)
 
 private func client(_ data: UnsafeMutableRawPointer?) -> RedisClient {
@@ -623,11 +467,4 @@ private let redisPublishCallback: @convention(c) (UnsafeMutablePointer<redisAsyn
     let bytes = Int(bitPattern: privdata)
     nonisolated(unsafe) let opaque = data
     LoopActor.assumeIsolated { client(opaque).publishAcknowledged(bytes) }
-}
-
-private let redisSubscriberCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?,
-                                                     UnsafeMutableRawPointer?) -> Void = { _, reply, privdata in
-    guard let reply, let privdata else { return }
-    nonisolated(unsafe) let both = (reply, privdata)
-    LoopActor.assumeIsolated { client(both.1).subscriberReply(both.0.assumingMemoryBound(to: redisReply.self)) }
 }

@@ -19,7 +19,7 @@ public protocol RedisCommandConnection: AnyObject {
     func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool
 }
 
-/// What the bus needs of its subscriber: one Redis (`RedisClient`, SUBSCRIBE) or a
+/// What the bus needs of its subscriber: one Redis (`RedisSubscriber`, SUBSCRIBE) or a
 /// cluster (`RedisShardedSubscriber`, SSUBSCRIBE on the shard of each channel).
 @LoopActor
 public protocol RedisSubscriptions: AnyObject {
@@ -30,7 +30,7 @@ public protocol RedisSubscriptions: AnyObject {
     func unsubscribe(_ channel: String)
 }
 
-extension RedisClient: RedisCommandConnection, RedisSubscriptions {}
+extension RedisClient: RedisCommandConnection {}
 
 @LoopActor
 enum RedisConnections {
@@ -48,6 +48,6 @@ enum RedisConnections {
             return (router, RedisShardedSubscriber(router: router, commandTimeout: commandTimeout))
         }
         return (RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout),
-                RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout))
+                RedisSubscriber(endpoint: endpoint, name: "subscriber", sharded: false, commandTimeout: commandTimeout))
     }
 }

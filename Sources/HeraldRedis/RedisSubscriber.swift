@@ -13,7 +13,10 @@ import HeraldLoop
 ///   channel are matched by name, error replies (`MOVED` on a shard that lost the slot)
 ///   by order, and reported through `onRedirect` so the owner re-homes the channel.
 /// - A `sunsubscribe` Redis sends by itself (the slot moved away) is reported too.
-/// - Reconnects after 100 ms doubling to 2 s; a lost connection fails the waiters.
+/// - Reconnects after 100 ms doubling to 2 s; a lost connection fails the waiters. A
+///   subscription unconfirmed within the command timeout while nothing at all came in
+///   since it was asked for drops the connection (it is stuck) and reconnects.
+/// - Counted in the process's Redis clients (`/health`, `/metrics`) like `RedisClient`.
 @LoopActor
 public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     public let endpoint: RedisEndpoint
@@ -25,7 +28,12 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     public private(set) var lastError = "not connected yet"
 
     enum Phase { case idle, connecting, handshaking, ready, waiting, stopped }
-    private(set) var phase: Phase = .idle
+    private(set) var phase: Phase = .idle {
+        didSet { noteStateChange(from: oldValue) }
+    }
+    private var wasEverReady = false
+    private var failures = 0
+    private var lastReadAt: UInt64 = 0
     public var isReady: Bool { phase == .ready }
 
     private let subscribeVerb: [UInt8]
@@ -98,9 +106,12 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         entry.waiters.append(waiter)
         channels[channel] = entry
         let timeout = commandTimeout
+        let askedAt = Clock.monotonicNanos()
         waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, waiter] in
             waiter.finish(.timeout(timeout))
-            self?.forget(waiter, channel: channel)
+            guard let self else { return }
+            self.forget(waiter, channel: channel)
+            if self.context != nil, self.lastReadAt < askedAt { self.dropConnection("no reply within \(timeout) ms") }
         }
         pump(channel)
         return waiter
@@ -229,6 +240,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private func becameReady() {
         phase = .ready
         backoff = 100
+        failures = 0
         log.info("redis.connected", ["client": name, "redis": endpoint.description])
         for key in Array(channels.keys) { pump(key) }
     }
@@ -242,6 +254,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         }
         if events & (IOEvents.readable | IOEvents.error | IOEvents.hangUp | IOEvents.readHangUp) != 0 {
             var rounds = 0
+            lastReadAt = Clock.monotonicNanos()
             repeat {
                 if redisBufferRead(context) != REDIS_OK { return dropConnection(Self.errorText(context)) }
                 if !drainReplies() { return }
@@ -328,13 +341,27 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private func lost(_ reason: String) {
         lastError = reason
         guard phase != .stopped else { return }
-        if phase == .ready || phase == .idle {
+        failures += 1
+        if phase == .ready || failures == 1 {
             log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason, "retryMs": String(backoff)])
         }
         phase = .waiting
         fail(.disconnected(reason))
         retryTimer = EventLoop.current.schedule(afterMilliseconds: backoff) { [weak self] in self?.connect() }
         backoff = min(backoff * 2, 2_000)
+    }
+
+    /// Keeps the process's Redis counts for `/metrics` and `/health` (ProcessMetrics).
+    private func noteStateChange(from old: Phase) {
+        guard old != phase else { return }
+        if old == .idle && phase != .stopped { ProcessMetrics.redisClients += 1 }
+        if phase == .stopped && old != .idle { ProcessMetrics.redisClients -= 1 }
+        if old == .ready { ProcessMetrics.redisClientsReady -= 1 }
+        if phase == .ready {
+            ProcessMetrics.redisClientsReady += 1
+            if wasEverReady { ProcessMetrics.counters.redisReconnects += 1 }
+            wasEverReady = true
+        }
     }
 
     private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
@@ -345,5 +372,32 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private static func hasInput(_ fd: Int32) -> Bool {
         var available: Int32 = 0
         return ioctl(fd, UInt(FIONREAD), &available) == 0 && available > 0
+    }
+}
+
+/// Completes when Redis confirms a SUBSCRIBE (or fails: down, lost, timed out).
+@LoopActor
+public final class SubscriptionWaiter {
+    private var result: RedisError??
+    private var continuation: UnsafeContinuation<Void, any Error>?
+    var timer: LoopTimer?
+
+    func finish(_ error: RedisError?) {
+        guard result == nil else { return }
+        result = .some(error)
+        timer?.cancel()
+        timer = nil
+        if let continuation {
+            self.continuation = nil
+            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        }
+    }
+
+    public func wait() async throws {
+        if let result {
+            if let error = result { throw error }
+            return
+        }
+        try await withUnsafeThrowingContinuation { self.continuation = $0 }
     }
 }
