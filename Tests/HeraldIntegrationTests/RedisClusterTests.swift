@@ -194,6 +194,40 @@ struct RedisClusterTests {
         }
     }
 
+    @Test("a room's slot handed to another master (a resharding): its members are resubscribed there and chat follows within 2 s")
+    func slotMoved() throws {
+        try Self.withTwoHosts { a, b, cluster in
+            let rooms = try Self.roomsOnEveryShard(cluster)
+            let (room, from) = rooms[0]
+            let to = rooms[1].master
+            let slot = Int(try RedisClusterSetup.query(from, "CLUSTER KEYSLOT herald:room:\(room)")) ?? -1
+            let (alice, aliceID) = try a.connectWithId()
+            let (bob, _) = try b.connectWithId()
+            try Self.waitForBoth([alice, bob])
+            for client in [alice, bob] {
+                try client.send("roomAdd \(room)")
+                #expect(try client.readJSON()["data"]?.boolValue == true)
+            }
+            try alice.send("say \(room) before")
+            _ = try alice.readJSON()
+            try bob.expect(#"{"message":"before","room":"\#(room)","from":"\#(aliceID)","context":"user","sentAt":<NUM>}"#)
+            try cluster.moveEmptySlot(slot, to: to)
+            let movedAt = Deadline.now()
+            var index = 0
+            try RedisBusTests.eventually(2, "chat in \(room) through its new master") {
+                index += 1
+                try alice.send("say \(room) after \(index)")
+                _ = try alice.readJSON()
+                guard let heard = try? bob.readJSON(timeout: 0.2) else { return false }
+                while (try? bob.readJSON(timeout: 0.05)) != nil {}  // (earlier ones, late)
+                return heard["message"]?.stringValue?.hasPrefix("after") == true
+            }
+            print("redis-cluster slot moved: chat through the new master after \(String(format: "%.2f", Deadline.now() - movedAt)) s")
+            #expect(try RedisClusterSetup.query(to, "PUBSUB SHARDNUMSUB herald:room:\(room)") == "herald:room:\(room)\n2")
+            #expect(try RedisClusterSetup.query(from, "PUBSUB SHARDNUMSUB herald:room:\(room)") == "herald:room:\(room)\n0")
+        }
+    }
+
     @Test("a malformed redis-cluster URI, or a seed that answers but is no cluster node: exit 2, naming it, never the password")
     func configurationErrors() throws {
         let port = try FreePort.pick()

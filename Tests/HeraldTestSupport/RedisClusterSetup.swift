@@ -107,6 +107,23 @@ final class RedisClusterSetup: @unchecked Sendable {
         return nil
     }
 
+    /// A node's id (the first field of its `CLUSTER NODES` line).
+    func nodeID(port: UInt16) throws -> String? {
+        let text = try Self.query(port, "CLUSTER NODES")
+        return text.split(separator: "\n").first { $0.contains("myself") }.map { String($0.prefix { $0 != " " }) }
+    }
+
+    /// Hands an empty slot to another master (`CLUSTER SETSLOT <slot> NODE <id>` on every
+    /// running master), as a resharding does once the slot's keys have moved.
+    func moveEmptySlot(_ slot: Int, to port: UInt16) throws {
+        guard let id = try nodeID(port: port) else { throw HarnessError.mismatch("no id for node \(port)") }
+        let masters = try topology().filter { $0.value.master && !$0.value.failed }.map(\.key)
+        for master in [port] + masters.filter({ $0 != port }) {
+            let reply = try Self.query(master, "CLUSTER SETSLOT \(slot) NODE \(id)")
+            guard reply == "OK" else { throw HarnessError.mismatch("CLUSTER SETSLOT on \(master): \(reply)") }
+        }
+    }
+
     func pid(ofPort port: UInt16) -> pid_t? { nodes.first { $0.port == port }?.process?.pid }
 
     /// SIGKILL to one node by its PID (a crash).
