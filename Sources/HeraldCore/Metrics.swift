@@ -219,6 +219,15 @@ public enum ProcessMetrics {
     /// Redis clients this process runs, and how many of them are connected now.
     public static var redisClients = 0
     public static var redisClientsReady = 0
+    /// The node each connected Redis client is on (client name → `host:port[ role]`), for `herald status`.
+    public static var redisNodes: [String: String] = [:]
+    /// One line for `herald status`: the node all clients are on, else each client's.
+    public static var redisNodeSummary: String? {
+        guard !redisNodes.isEmpty else { return nil }
+        let distinct = Set(redisNodes.values)
+        if distinct.count == 1, redisNodes.count == redisClients { return distinct.first }
+        return redisNodes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+    }
 
     /// nil without Redis; else whether every Redis client is connected.
     public static var redisUp: Bool? { redisClients == 0 ? nil : redisClientsReady == redisClients }
