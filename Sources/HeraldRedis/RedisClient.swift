@@ -539,6 +539,8 @@ public final class RedisClient: EventHandler {
     }
 
     fileprivate func noteReply() { lastReplyAt = Clock.monotonicNanos() }
+    /// When anything last came back on this connection (monotonic nanoseconds).
+    public var lastReplyNanos: UInt64 { lastReplyAt }
 
     /// A `ROLE` reply of a master: `["master", offset, replicas]`.
     nonisolated static func isMaster(role reply: RedisReply) -> Bool {

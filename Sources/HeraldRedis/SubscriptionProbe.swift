@@ -4,14 +4,15 @@ import HeraldLoop
 /// Notices a subscriber connection that is open but hears nothing (left on a demoted or
 /// unrelated node after a failover, or a link that silently stopped): every second the
 /// worker publishes on a channel of its own (`<prefix>probe:<worker id>`) through its
-/// command connection, which its subscriber connection is subscribed to. When no probe
-/// has come back for `silenceLimit` while both connections were up, the subscriber is
-/// reconnected (it resubscribes every wanted channel by itself): within about 4 s of the
-/// silence starting.
+/// command connection every 500 ms, which its subscriber connection is subscribed to.
+/// When no probe has come back for 2 s while both connections were up, and nothing else
+/// arrived on the subscriber meanwhile either (a subscriber working through a backlog is
+/// live: its probe is queued behind the backlog), the subscriber is reconnected (it
+/// resubscribes every wanted channel by itself): within about 3 s of the silence starting.
 @LoopActor
 final class SubscriptionProbe {
-    static let interval = 1_000
-    static let silenceLimit: UInt64 = 2_500_000_000
+    static let interval = 500
+    static let silenceLimit: UInt64 = 2_000_000_000
 
     let channel: String
     let channelBytes: [UInt8]
@@ -63,7 +64,8 @@ final class SubscriptionProbe {
             return
         }
         let now = Clock.monotonicNanos()
-        if unansweredSince != 0, now &- unansweredSince > Self.silenceLimit {
+        if unansweredSince != 0, now &- unansweredSince > Self.silenceLimit,
+           now &- subscriber.lastReplyNanos > Self.silenceLimit / 2 {
             silentReconnects += 1
             log.warn("redis.subscriber.silent", ["channel": channel, "silentMs": String((now &- unansweredSince) / 1_000_000),
                                                  "node": subscriber.connectedNode?.description ?? "",

@@ -119,6 +119,38 @@ struct SentinelTests {
         }
     }
 
+    @Test("a subscription that hears nothing (open, but nothing crosses it) is reconnected: chat across hosts is back within 5 s")
+    func silentSubscriber() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let proxy = try BlackholeProxy(to: redis.port)
+        defer { proxy.stop() }
+        try withHerald(Self.options(proxy.url)) { a in
+            try withHerald(Self.options(proxy.url)) { b in
+                let (alice, _) = try a.connectWithId()
+                let (bob, _) = try b.connectWithId()
+                try alice.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+                try bob.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+                try bob.roundTrip("say r first", #"{"status":"OK","context":"response","data":null,"messageCount":3}"#)
+                #expect(Self.hears(alice, #""message":"first""#, within: 2))
+                usleep(1_200_000)  // (a probe went through: the subscription was live)
+                proxy.freezeSubscribers()
+                let frozenAt = Deadline.now()
+                var heardAt: Double?
+                var i = 0
+                while Deadline.now() - frozenAt < 8 && heardAt == nil {
+                    i += 1
+                    try bob.roundTrip("say r p\(i)", #"{"status":"OK","context":"response","data":null,"messageCount":\#(3 + i)}"#)
+                    if Self.hears(alice, #""message":"p"#, within: 0.2) { heardAt = Deadline.now() }
+                }
+                let heard = try #require(heardAt, "alice heard nothing for 8 s after her subscriber went silent")
+                print("silent subscriber: chat back \(Int((heard - frozenAt) * 1000)) ms after the subscription went silent")
+                #expect(heard - frozenAt <= 5)
+                #expect(a.stderrText().contains("redis.subscriber.silent"))
+            }
+        }
+    }
+
     @Test("say while Redis is unreachable: an error reply, and no member hears it (not even on the same worker)")
     func sayWithRedisDown() throws {
         let redis = try RedisServer()
