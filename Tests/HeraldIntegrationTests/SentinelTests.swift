@@ -114,6 +114,16 @@ struct SentinelTests {
                 #expect(Set(last["data"]?["members"]?.keys ?? []) == [aliceID, bobID, carolID])
                 #expect((try Self.serverID(alice), try Self.serverID(bob)) == idsBefore)
                 #expect(a.stderrText().contains("redis.master.switched"))
+                if ProcessInfo.processInfo.environment["SENTINEL_TEST_LOG"] != nil { print(a.stderrText()) }
+                // herald status: each worker's Redis node, and its role.
+                let onNewMaster = "127.0.0.1:\(setup.replicaPort) master"
+                try RedisBusTests.eventually(4, "herald status showing the new master") {
+                    let workers = try ClusterTests.status(a)["workers"]?.arrayValue ?? []
+                    return workers.first?["redisNode"]?.stringValue == onNewMaster
+                }
+                try RedisBusTests.eventually(4, "herald status (the table) showing the new master") {
+                    try ClusterTests.cli(b, ["status"]).stdout.contains("redis \(onNewMaster)")
+                }
                 #expect(!a.stderrText().contains("worker.exited") && !b.stderrText().contains("worker.exited"))
             }
         }
