@@ -129,6 +129,43 @@ struct SentinelTests {
         }
     }
 
+    @Test("a manual failover (SENTINEL FAILOVER: the old master lives on as a replica): every connection follows the new master")
+    func manualFailover() throws {
+        let setup = try RedisSentinelSetup()
+        defer { setup.stopAll() }
+        try withHerald(Self.options(setup.url)) { a in
+            try withHerald(Self.options(setup.url)) { b in
+                let (alice, aliceID) = try a.connectWithId()
+                let (bob, bobID) = try b.connectWithId()
+                try alice.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+                try bob.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+                let oldMaster = setup.masterPort
+                #expect(try RedisSentinelSetup.query(port: setup.sentinelPorts[0], "SENTINEL FAILOVER \(RedisSentinelSetup.masterName)") == ["OK"])
+                try RedisBusTests.eventually(10, "the replica promoted") { setup.masterPortAsSaid() == setup.replicaPort }
+                // Writes (joins, cache) and chat in both directions work on the new master.
+                let onNewMaster = "127.0.0.1:\(setup.replicaPort) master"
+                for server in [a, b] {
+                    try RedisBusTests.eventually(4, "every client of the worker on the new master") {
+                        try ClusterTests.status(server)["workers"]?.arrayValue?.first?["redisNode"]?.stringValue == onNewMaster
+                    }
+                }
+                let (carol, carolID) = try b.connectWithId()
+                try carol.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+                try alice.send("roomView r")
+                #expect(Set(try alice.readJSON()["data"]?["members"]?.keys ?? []) == [aliceID, bobID, carolID])
+                try alice.send("say r to all")
+                #expect(try alice.readJSON()["status"]?.stringValue == "OK")
+                #expect(Self.hears(bob, #""message":"to all""#, within: 2))
+                try bob.send("say r back")
+                #expect(try bob.readJSON()["status"]?.stringValue == "OK")
+                #expect(Self.hears(alice, #""message":"back""#, within: 2))
+                try alice.roundTrip(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#, #"{"cacheTestResults":<ANY>"#)
+                // (The sentinels turn the old master, still running, into a replica some 10 s later.)
+                #expect(setup.masterPort == oldMaster)
+            }
+        }
+    }
+
     @Test("a subscription that hears nothing (open, but nothing crosses it) is reconnected: chat across hosts is back within 5 s")
     func silentSubscriber() throws {
         let redis = try RedisServer()
