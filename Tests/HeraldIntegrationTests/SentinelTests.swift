@@ -166,6 +166,28 @@ struct SentinelTests {
         }
     }
 
+    @Test("a node the sentinels name that is not a master (ROLE) is refused, and asked again until it is one")
+    func namedNodeNotAMaster() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        #expect(try redis.command("REPLICAOF 127.0.0.1 1") == "+OK")  // a replica of nothing
+        let sentinel = try FakeSentinel(naming: redis.port)
+        defer { sentinel.stop() }
+        try withHerald(Self.options(sentinel.url)) { server in
+            let (client, _) = try server.connectWithId()
+            usleep(500_000)
+            try client.send("roomAdd r")
+            let refused = try client.readJSON()
+            #expect(refused["data"]?.boolValue == false, "\(refused)")
+            #expect(server.stderrText().contains("is not a master (ROLE)"))
+            #expect(try redis.command("REPLICAOF NO ONE") == "+OK")
+            try RedisBusTests.eventually(5, "the join working once the node is a master") {
+                try client.send("roomAdd r")
+                return try client.readJSON()["data"]?.boolValue == true
+            }
+        }
+    }
+
     @Test("a subscription that hears nothing (open, but nothing crosses it) is reconnected: chat across hosts is back within 5 s")
     func silentSubscriber() throws {
         let redis = try RedisServer()
