@@ -15,6 +15,8 @@ import HeraldLoop
 ///   the connection is dropped and rebuilt.
 /// - A subscriber client (`onMessage` set) keeps a desired set of channels and holds it
 ///   across reconnects; use separate clients for subscriptions and commands.
+/// - A `redis-sentinel://` endpoint: before each connect the process's `SentinelResolver`
+///   names the master; the handshake adds `ROLE` and refuses a node that is not one.
 @LoopActor
 public final class RedisClient: EventHandler {
     public enum State: Equatable, Sendable {
@@ -74,6 +76,7 @@ public final class RedisClient: EventHandler {
     public func stop() {
         guard state != .stopped else { return }
         state = .stopped
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
         retryTimer?.cancel()
         if let context {
             flushWrites()
