@@ -166,6 +166,30 @@ struct SentinelTests {
         }
     }
 
+    @Test("master, replica and sentinels with a password: herald logs in to both (sentinels after their NOAUTH), the password in no log")
+    func withPassword() throws {
+        let setup = try RedisSentinelSetup(password: "s3cret-pw")
+        defer { setup.stopAll() }
+        try withHerald(Self.options(setup.url)) { server in
+            let (alice, _) = try server.connectWithId()
+            try alice.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try alice.roundTrip(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#, #"{"cacheTestResults":<ANY>"#)
+            // The +switch-master watch works too (it logged in after the sentinel's NOAUTH).
+            usleep(1_500_000)
+            #expect(try RedisSentinelSetup.query(port: setup.sentinelPorts[0], "SENTINEL FAILOVER \(RedisSentinelSetup.masterName)",
+                                                 password: setup.password) == ["OK"])
+            let onNewMaster = "127.0.0.1:\(setup.replicaPort) master"
+            try RedisBusTests.eventually(8, "the worker on the new master") {
+                try ClusterTests.status(server)["workers"]?.arrayValue?.first?["redisNode"]?.stringValue == onNewMaster
+            }
+            let log = server.stderrText()
+            #expect(log.contains("redis.master.switched"))
+            #expect(log.contains("how=+switch-master"), "the watch did not hear the switch")
+            #expect(log.contains("redis.master.found"))
+            #expect(!log.contains("s3cret-pw"))
+        }
+    }
+
     @Test("a node the sentinels name that is not a master (ROLE) is refused, and asked again until it is one")
     func namedNodeNotAMaster() throws {
         let redis = try RedisServer()

@@ -13,10 +13,12 @@ final class RedisSentinelSetup {
     private(set) var sentinelPorts: [UInt16] = []
     private var servers: [UInt16: ChildProcess] = [:]
     private var sentinels: [ChildProcess] = []
+    /// `requirepass` of every node and sentinel (and `masterauth`, `sentinel auth-pass`).
+    let password: String?
 
     /// `redis-sentinel://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3#mymaster`
     var url: String {
-        "redis-sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "#\(Self.masterName)"
+        "redis-sentinel://" + (password.map { ":\($0)@" } ?? "") + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "#\(Self.masterName)"
     }
 
     /// `redis-sentinel`, else nil (then `redis-server --sentinel` is used).
@@ -27,7 +29,8 @@ final class RedisSentinelSetup {
         return nil
     }
 
-    init(downAfterMs: Int = 1_000) throws {
+    init(downAfterMs: Int = 1_000, password: String? = nil) throws {
+        self.password = password
         directory = try makeTempDir("herald-sentinel")
         do {
             masterPort = try startServer(arguments: [])
@@ -36,10 +39,10 @@ final class RedisSentinelSetup {
             // Wait until the replica is in sync and the sentinels know each other and it.
             let deadline = Deadline(15)
             while !deadline.passed {
-                let info = (try? Self.query(port: replicaPort, "INFO replication")).flatMap(\.first) ?? ""
+                let info = (try? Self.query(port: replicaPort, "INFO replication", password: password)).flatMap(\.first) ?? ""
                 let known = sentinelPorts.allSatisfy { port in
-                    let replicas = (try? Self.query(port: port, "SENTINEL replicas \(Self.masterName)")) ?? []
-                    let others = (try? Self.query(port: port, "SENTINEL sentinels \(Self.masterName)")) ?? []
+                    let replicas = (try? Self.query(port: port, "SENTINEL replicas \(Self.masterName)", password: password)) ?? []
+                    let others = (try? Self.query(port: port, "SENTINEL sentinels \(Self.masterName)", password: password)) ?? []
                     return replicas.contains(String(replicaPort)) && others.filter { $0 == "name" }.count >= 2
                 }
                 if info.contains("master_link_status:up") && known { return }
@@ -59,9 +62,15 @@ final class RedisSentinelSetup {
             let port = try FreePort.pick()
             let dir = directory.appendingPathComponent("redis-\(port)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            var configFile: [String] = []
+            if let password {  // (in a file: on no command line)
+                let path = dir.appendingPathComponent("redis.conf")
+                try "requirepass \(password)\nmasterauth \(password)\n".write(to: path, atomically: true, encoding: .utf8)
+                configFile = [path.path]
+            }
             let child = try ChildProcess(
                 path: binary,
-                arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                arguments: configFile + ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                             "--daemonize", "no", "--dir", dir.path, "--protected-mode", "no"] + arguments,
                 environment: ["PATH": "/usr/bin:/bin"], directory: dir,
                 stdoutPath: dir.appendingPathComponent("redis.log").path, stderrPath: dir.appendingPathComponent("redis.err").path)
@@ -93,6 +102,7 @@ final class RedisSentinelSetup {
             sentinel down-after-milliseconds \(Self.masterName) \(downAfterMs)
             sentinel failover-timeout \(Self.masterName) 3000
             sentinel parallel-syncs \(Self.masterName) 1
+            \(password.map { "sentinel auth-pass \(Self.masterName) \($0)\nrequirepass \($0)" } ?? "")
 
             """.write(to: config, atomically: true, encoding: .utf8)
             let (binary, arguments) = Self.sentinelBinary.map { ($0, [config.path]) } ?? (server, [config.path, "--sentinel"])
@@ -113,7 +123,7 @@ final class RedisSentinelSetup {
         let deadline = Deadline(10)
         while !deadline.passed {
             if child.waitForExit(timeout: 0) != nil { return false }
-            if (try? Self.query(port: port, "PING")) == ["PONG"] { return true }
+            if (try? Self.query(port: port, "PING", password: password)) == ["PONG"] { return true }
             usleep(20_000)
         }
         return false
@@ -121,7 +131,8 @@ final class RedisSentinelSetup {
 
     /// What the sentinel on `sentinelPorts[index]` names as the master's port (nil: none).
     func masterPortAsSaid(by index: Int = 0) -> UInt16? {
-        guard let reply = try? Self.query(port: sentinelPorts[index], "SENTINEL get-master-addr-by-name \(Self.masterName)"),
+        guard let reply = try? Self.query(port: sentinelPorts[index], "SENTINEL get-master-addr-by-name \(Self.masterName)",
+                                          password: password),
               reply.count == 2 else { return nil }
         return UInt16(reply[1])
     }
@@ -144,9 +155,13 @@ final class RedisSentinelSetup {
 
     /// Sends one inline command and returns the reply flattened: a status, error, number or
     /// string as one item, an array as its items (one level deep, nested arrays' items inline).
-    static func query(port: UInt16, _ line: String) throws -> [String] {
+    static func query(port: UInt16, _ line: String, password: String? = nil) throws -> [String] {
         let client = try LineClient(port: port, connectTimeout: 1)
         defer { client.close() }
+        if let password {
+            try client.send("AUTH \(password)")
+            _ = try client.readLine(timeout: 2)
+        }
         try client.send(line)
         var out: [String] = []
         func read() throws {
