@@ -267,6 +267,7 @@ public final class Supervisor {
         worker.totalActions = report.totalActions
         worker.counters = report.counters
         worker.redisUp = report.redisUp
+        worker.redisNode = report.redisNode
         worker.hasReported = true
         guard report.kind == .ready, worker.state == .starting else { return }
         worker.state = .running

@@ -26,6 +26,7 @@ final class WorkerProcess: EventHandler {
     /// Its last report's counters and Redis state (for `/metrics` and `/health`).
     var counters = WorkerCounters()
     var redisUp: Bool?
+    var redisNode: String?
     var hasReported = false
     var readyTimer: LoopTimer?
     var killTimer: LoopTimer?
@@ -79,6 +80,7 @@ final class WorkerProcess: EventHandler {
             ("state", .string(state.rawValue)), ("uptime", .number(Double(Clock.wallMillis() - startedAt))),
             ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
             ("totalActions", .number(Double(totalActions))),
+            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("redisNode", redisNode.map(JSON.string) ?? .null),
         ]))
     }
 }

@@ -15,6 +15,8 @@ public struct WorkerReport: Sendable, Equatable {
     public var counters = WorkerCounters()
     /// Whether its Redis clients are connected; nil when it uses no Redis.
     public var redisUp: Bool?
+    /// The Redis node its clients are on (`host:port`, with ` master` when checked by ROLE).
+    public var redisNode: String?
 
     public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int,
                 counters: WorkerCounters = WorkerCounters(), redisUp: Bool? = nil) {
@@ -33,7 +35,8 @@ public struct WorkerReport: Sendable, Equatable {
             ("event", .string(kind.rawValue)), ("serverId", .string(serverID)),
             ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
             ("totalActions", .number(Double(totalActions))),
-            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("metrics", counters.asJSON),
+            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("redisNode", redisNode.map(JSON.string) ?? .null),
+            ("metrics", counters.asJSON),
         ]), to: &out)
         out.append(UInt8(ascii: "\n"))
         return out
@@ -49,6 +52,7 @@ public struct WorkerReport: Sendable, Equatable {
         rooms = Int(object["rooms"]?.numberValue ?? 0)
         totalActions = Int(object["totalActions"]?.numberValue ?? 0)
         if case .bool(let up)? = object["redisUp"] { redisUp = up }
+        redisNode = object["redisNode"]?.stringValue
         counters = WorkerCounters(json: object["metrics"])
     }
 }

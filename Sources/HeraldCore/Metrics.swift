@@ -219,6 +219,18 @@ public enum ProcessMetrics {
     /// Redis clients this process runs, and how many of them are connected now.
     public static var redisClients = 0
     public static var redisClientsReady = 0
+    /// The node each connected Redis client is on (client name → `host:port[ role]`), for `herald status`.
+    public static var redisNodes: [String: String] = [:]
+    /// One line for `herald status`: the node all clients are on, else each client's
+    /// (`client=node`); a cluster's per-node clients (named `<client>@<node>`) show as
+    /// their node alone, so a cluster reads as its masters' list.
+    public static var redisNodeSummary: String? {
+        guard !redisNodes.isEmpty else { return nil }
+        let distinct = Set(redisNodes.values)
+        if distinct.count == 1, redisNodes.count == redisClients { return distinct.first }
+        let named = Set(redisNodes.map { $0.key.hasSuffix("@" + $0.value) ? $0.value : "\($0.key)=\($0.value)" })
+        return named.sorted().joined(separator: ", ")
+    }
 
     /// nil without Redis; else whether every Redis client is connected.
     public static var redisUp: Bool? { redisClients == 0 ? nil : redisClientsReady == redisClients }

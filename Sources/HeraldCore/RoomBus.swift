@@ -52,6 +52,10 @@ public protocol RoomBus: AnyObject {
     func members(of room: String) async throws -> [RoomMember]
     /// Sends a chat line to the members of `room` on the other workers.
     func publish(room: String, senderID: String, line: [UInt8])
+    /// Whether a `publish` to `room` now would reach the other workers (false while the
+    /// Redis that carries its channel is unreachable: a `say` is then refused rather than
+    /// delivered to some members only).
+    func acceptsPublish(room: String) -> Bool
     /// More has been published than Redis has acknowledged, past a high-water mark: the
     /// worker stops reading from connections that say more until `drained` is called.
     var isCongested: Bool { get }
@@ -59,6 +63,10 @@ public protocol RoomBus: AnyObject {
     func connectionCountChanged(_ count: Int)
     func stats() async throws -> ClusterStats
     func stop()
+}
+
+extension RoomBus {
+    public func acceptsPublish(room: String) -> Bool { true }
 }
 
 /// The bus of a single worker with no Redis: membership is this worker's alone.

@@ -21,6 +21,8 @@ public final class RedisBus: RoomBus {
     public let endpoint: RedisEndpoint
     let commands: any RedisCommandConnection
     let subscriber: any RedisSubscriptions
+    /// Notices a subscription that hears nothing (see SubscriptionProbe; nil on a cluster).
+    let probe: SubscriptionProbe?
     private let prefix: [UInt8]
     private let workerIDBytes: [UInt8]
     /// What starts every message this worker publishes (see `BusFrame`).
@@ -75,6 +77,11 @@ public final class RedisBus: RoomBus {
         (commands, subscriber) = RedisConnections.bus(endpoint, commandTimeout: commandTimeout)
         commands.publishHighWater = publishHighWater
         if endpoint.isCluster { publishVerb = Array("SPUBLISH".utf8) }
+        if let publisher = commands as? RedisClient, let listener = subscriber as? RedisSubscriber {
+            probe = SubscriptionProbe(channel: endpoint.prefix + "probe:" + self.workerID, publisher: publisher, subscriber: listener)
+        } else {
+            probe = nil
+        }
     }
 
     public var isLocalOnly: Bool { false }
@@ -92,6 +99,7 @@ public final class RedisBus: RoomBus {
         subscriber.onMessage = { [unowned self] channel, payload in received(channel: channel, payload: payload) }
         commands.start()
         subscriber.start()
+        probe?.start()
         scheduleHeartbeat()
     }
 
@@ -105,6 +113,7 @@ public final class RedisBus: RoomBus {
             commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
                            workerIDBytes, Array("1".utf8)]) { _ in }
         }
+        probe?.stop()
         commands.stop()
         subscriber.stop()
     }
@@ -135,6 +144,13 @@ public final class RedisBus: RoomBus {
     }
 
     public var isCongested: Bool { commands.isPublishCongested || subscribersBacklogged }
+
+    /// A connection to the master of the room's channel is up (on a cluster, that
+    /// channel's shard; the others may be down).
+    public func acceptsPublish(room: String) -> Bool {
+        setChannel(room)
+        return commands.acceptsPublish(channel: channel)
+    }
 
     // MARK: Backpressure
     //
@@ -308,9 +324,7 @@ public final class RedisBus: RoomBus {
 
     public func publish(room: String, senderID: String, line: [UInt8]) {
         line.withBytes { BusFrame.encode(header: frameHeader, line: $0, into: &message) }
-        channel.removeAll(keepingCapacity: true)
-        channel.append(contentsOf: channelPrefix)
-        channel.append(contentsOf: room.utf8)
+        setChannel(room)
         defer { if message.capacity > 1 << 20 { message = [] } }  // (an unusually big one)
         publishedSinceCheck += message.count
         if publishedSinceCheck >= Self.backlogCheckBytes { checkSubscriberBacklog() }
@@ -324,6 +338,7 @@ public final class RedisBus: RoomBus {
 
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
+        if let probe, channel.count == probe.channelBytes.count, probe.isProbe(channel) { return probe.heard() }
         guard let (origin, line) = BusFrame.parse(payload) else { return }
         // Our own message: its members were served when it was said.
         if workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) }) { return }
@@ -346,6 +361,12 @@ public final class RedisBus: RoomBus {
     private var publishVerb = Array("PUBLISH".utf8)
     /// The channel of the message being published, reused.
     private var channel: [UInt8] = []
+
+    private func setChannel(_ room: String) {
+        channel.removeAll(keepingCapacity: true)
+        channel.append(contentsOf: channelPrefix)
+        channel.append(contentsOf: room.utf8)
+    }
 
     func channelName(_ room: String) -> String { endpoint.prefix + "room:" + room }
     func roomKey(_ room: String) -> [UInt8] { prefix + Array("r:".utf8) + Array(room.utf8) }

@@ -14,6 +14,10 @@ import HeraldLoop
 ///   has none); when nothing at all came back from Redis since the command was sent,
 ///   the connection is dropped and rebuilt.
 /// - Commands only: subscriptions are `RedisSubscriber`'s (their own connection).
+/// - A `redis-sentinel://` endpoint: before each connect the process's `SentinelResolver`
+///   names the master; the handshake adds `ROLE` and refuses a node that is not one.
+/// - A `redis-cluster://` endpoint is `RedisClusterClient`'s: it runs one client per
+///   master, each on a plain `host:port` endpoint.
 @LoopActor
 public final class RedisClient: EventHandler {
     public enum State: Equatable, Sendable {
@@ -45,6 +49,13 @@ public final class RedisClient: EventHandler {
     private var retryTimer: LoopTimer?
     private var lastReplyAt: UInt64 = 0
     private var failures = 0
+    /// Sentinel endpoints: the node being connected to or connected (the master the
+    /// sentinels named), and whether the master is being asked for now.
+    public private(set) var connectedNode: RedisNode?
+    private var attemptedNode: RedisNode?
+    private var resolving = false
+    /// No logs and no process counts (the resolver's short-lived sentinel connections).
+    var quiet = false
     static let initialBackoff = 100
     static let maximumBackoff = 2_000
 
@@ -64,6 +75,7 @@ public final class RedisClient: EventHandler {
     public func stop() {
         guard state != .stopped else { return }
         state = .stopped
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
         retryTimer?.cancel()
         if let context {
             flushWrites()
@@ -205,10 +217,43 @@ public final class RedisClient: EventHandler {
 
     private func connect() {
         guard state != .stopped else { return }
+        if let resolver = SentinelResolver.resolver(for: endpoint) {
+            // Ask the sentinels where the master is now (at once when already known).
+            guard !resolving else { return }
+            resolving = true
+            resolver.register(self)
+            resolver.resolve { [weak self] node in
+                guard let self, self.resolving else { return }
+                self.resolving = false
+                self.connect(to: node)
+            }
+            return
+        }
+        connect(to: nil)
+    }
+
+    /// Drops the connection and connects again (to the master the sentinels name now),
+    /// without waiting for a pending backoff.
+    public func reconnect(reason: String) {
+        switch state {
+        case .ready, .connecting: drop(reason: reason)
+        case .waiting:
+            guard !resolving else { return }
+            retryTimer?.cancel()
+            backoff = Self.initialBackoff
+            connect()
+        case .idle, .stopped: break
+        }
+    }
+
+    private func connect(to node: RedisNode?) {
+        guard state != .stopped else { return }
+        attemptedNode = node
         let made: UnsafeMutablePointer<redisAsyncContext>?
         switch endpoint.address {
         case .tcp(let host, let port): made = redisAsyncConnect(host, Int32(port))
         case .unix(let path): made = redisAsyncConnectUnix(path)
+        case .sentinel: made = node.map { redisAsyncConnect($0.host, Int32($0.port)) } ?? nil
         case .cluster(let seeds): made = redisAsyncConnect(seeds[0].host, Int32(seeds[0].port))  // (RedisClusterClient routes)
         }
         guard let made else {
@@ -237,6 +282,7 @@ public final class RedisClient: EventHandler {
         var handshake: [[[UInt8]]] = []
         if !steps.isEmpty { handshake.append(steps) }
         if endpoint.database != 0 { handshake.append([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) }
+        if node != nil { handshake.append([Array("ROLE".utf8)]) }  // the sentinels' answer may be stale
         handshake.append([Array("PING".utf8)])
         for (index, command) in handshake.enumerated() {
             let isLast = index == handshake.count - 1
@@ -246,7 +292,11 @@ public final class RedisClient: EventHandler {
                 case .success(.error(let message)):
                     self.lastError = "\(command.first.map { String(decoding: $0, as: UTF8.self) } ?? "") failed: \(message)"
                     self.drop(reason: self.lastError)
-                case .success:
+                case .success(let reply):
+                    if let node, command.first == Array("ROLE".utf8), !Self.isMaster(role: reply) {
+                        self.lastError = "\(node) is not a master (ROLE); asking the sentinels again"
+                        return self.drop(reason: self.lastError)
+                    }
                     if isLast { self.becameReady() }
                 case .failure:
                     break  // the cleanup hook reports the loss
@@ -257,7 +307,7 @@ public final class RedisClient: EventHandler {
 
     /// Keeps the process's Redis counts for `/metrics` and `/health` (ProcessMetrics).
     private func noteStateChange(from old: State) {
-        guard old != state else { return }
+        guard old != state, !quiet else { return }
         if old == .idle && state != .stopped { ProcessMetrics.redisClients += 1 }
         if state == .stopped && old != .idle { ProcessMetrics.redisClients -= 1 }
         if old == .ready { ProcessMetrics.redisClientsReady -= 1 }
@@ -271,7 +321,16 @@ public final class RedisClient: EventHandler {
     private func becameReady() {
         state = .ready
         backoff = Self.initialBackoff
-        log.info("redis.connected", ["client": name, "redis": endpoint.description])
+        connectedNode = attemptedNode
+        if !quiet {
+            if let connectedNode {
+                log.info("redis.connected", ["client": name, "redis": endpoint.description, "node": connectedNode.description,
+                                             "role": "master"])
+            } else {
+                log.info("redis.connected", ["client": name, "redis": endpoint.description])
+            }
+            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" } ?? Self.nodeName(endpoint)
+        }
         failures = 0
         onReady?()
     }
@@ -282,7 +341,11 @@ public final class RedisClient: EventHandler {
         let wasReady = state == .ready
         state = .waiting
         failures += 1
-        if wasReady || failures == 1 {
+        if let node = attemptedNode { SentinelResolver.resolver(for: endpoint)?.forget(node) }
+        attemptedNode = nil
+        connectedNode = nil
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
+        if !quiet && (wasReady || failures == 1) {
             log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason,
                                     "retryMs": String(backoff)])
         }
@@ -353,6 +416,24 @@ public final class RedisClient: EventHandler {
     }
 
     fileprivate func noteReply() { lastReplyAt = Clock.monotonicNanos() }
+    /// When anything last came back on this connection (monotonic nanoseconds).
+    public var lastReplyNanos: UInt64 { lastReplyAt }
+
+    /// A `ROLE` reply of a master: `["master", offset, replicas]`.
+    nonisolated static func isMaster(role reply: RedisReply) -> Bool {
+        guard case .array(let items) = reply, case .string(let role)? = items.first else { return false }
+        return role == Array("master".utf8)
+    }
+
+    /// The node a plain endpoint names, for `herald status`.
+    static func nodeName(_ endpoint: RedisEndpoint) -> String {
+        switch endpoint.address {
+        case .tcp(let host, let port): return RedisNode(host: host, port: port).description
+        case .unix(let path): return path
+        case .sentinel(_, let master): return master
+        case .cluster(let seeds): return seeds.map(\.description).joined(separator: ",")
+        }
+    }
 
     /// 4 × 16 KB an event, as much as one client read: more (64 were tried) batches so much
     /// delivery before the next flush that fan-out latency suffers.

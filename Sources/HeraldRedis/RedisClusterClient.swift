@@ -135,6 +135,11 @@ public final class RedisClusterClient: RedisCommandConnection {
         return client.publish(arguments, bytes: bytes)
     }
 
+    public func acceptsPublish(channel: [UInt8]) -> Bool {
+        guard let node = map?.master(forSlot: RedisSlots.slot(of: channel)) else { return false }
+        return clients[node]?.isReady == true
+    }
+
     private func dispatch(_ arguments: [[UInt8]], to node: RedisNode, asking: Bool, hops: Int,
                           completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
         let client = connection(to: node)

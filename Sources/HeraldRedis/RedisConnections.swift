@@ -17,6 +17,8 @@ public protocol RedisCommandConnection: AnyObject {
     func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void)
     func command(_ arguments: [[UInt8]]) async throws -> RedisReply
     func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool
+    /// Whether a `publish` on `channel` would be sent now (its master's connection is up).
+    func acceptsPublish(channel: [UInt8]) -> Bool
 }
 
 /// What the bus needs of its subscriber: one Redis (`RedisSubscriber`, SUBSCRIBE) or a
@@ -30,7 +32,9 @@ public protocol RedisSubscriptions: AnyObject {
     func unsubscribe(_ channel: String)
 }
 
-extension RedisClient: RedisCommandConnection {}
+extension RedisClient: RedisCommandConnection {
+    public func acceptsPublish(channel: [UInt8]) -> Bool { isReady }
+}
 
 @LoopActor
 enum RedisConnections {

@@ -41,23 +41,10 @@ extension RedisEndpoint {
         }
         var seeds: [RedisNode] = []
         for item in rest.split(separator: ",", omittingEmptySubsequences: false) {
-            var host = item
-            var port = 6379
-            if item.hasPrefix("[") {
-                guard let close = item.firstIndex(of: "]") else { throw fail("unclosed [") }
-                host = item[item.index(after: item.startIndex)..<close]
-                let after = item[item.index(after: close)...]
-                if after.hasPrefix(":") {
-                    guard let value = Int(after.dropFirst()), (1...65_535).contains(value) else { throw fail("bad port") }
-                    port = value
-                } else if !after.isEmpty { throw fail("junk after the host") }
-            } else if let colon = item.lastIndex(of: ":") {
-                host = item[..<colon]
-                guard let value = Int(item[item.index(after: colon)...]), (1...65_535).contains(value) else { throw fail("bad port") }
-                port = value
+            guard let node = parseNode(item, defaultPort: 6379) else {
+                throw fail(item.isEmpty ? "an empty seed in the list" : "bad seed address '\(item)' (a bad port or host)")
             }
-            guard !host.isEmpty else { throw fail(item.isEmpty ? "an empty seed in the list" : "no host") }
-            seeds.append(RedisNode(host: String(host), port: port))
+            seeds.append(node)
         }
         guard !seeds.isEmpty else { throw fail("no seed node") }
         return RedisEndpoint(address: .cluster(seeds: seeds), password: password, database: 0, prefix: prefix)

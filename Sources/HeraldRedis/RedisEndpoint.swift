@@ -5,6 +5,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     public enum Address: Sendable, Equatable {
         case tcp(host: String, port: Int)
         case unix(path: String)
+        /// The master that `master` names, as the sentinels say (see SentinelResolver).
+        case sentinel(nodes: [RedisNode], master: String)
         /// Redis Cluster: the seed nodes the slot map is first asked of.
         case cluster(seeds: [RedisNode])
     }
@@ -50,6 +52,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             }
             return endpoint
         }
+        if url.hasPrefix(sentinelScheme) { return try parseSentinel(url: url, prefix: prefix) }
         if url.hasPrefix("redis-cluster://") { return try parseCluster(url: url, prefix: prefix) }
         guard url.hasPrefix("redis://") else { throw fail("unknown scheme") }
         var rest = Substring(url.dropFirst("redis://".count))
@@ -121,6 +124,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             let shown = host.contains(":") ? "[\(host)]" : host
             return "redis://\(login)\(shown):\(port)/\(database)"
         case .unix(let path): return "unix://\(path)?db=\(database)" + (password == nil ? "" : "&password=***")
+        case .sentinel(let nodes, let master):
+            return "\(Self.sentinelScheme)\(login)\(nodes.map(\.description).joined(separator: ","))/\(database)#\(master)"
         case .cluster(let seeds): return "redis-cluster://\(login)" + seeds.map(\.description).joined(separator: ",")
         }
     }
@@ -140,4 +145,18 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
+}
+
+/// One Redis node by host and port (a sentinel, the master it names, a cluster node).
+public struct RedisNode: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port`, `[v6]:port`.
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

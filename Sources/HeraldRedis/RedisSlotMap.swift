@@ -1,16 +1,3 @@
-/// One Redis node by address.
-public struct RedisNode: Hashable, Sendable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
 /// Which master serves each of the 16384 slots, from `CLUSTER SHARDS` (Redis 7) or
 /// `CLUSTER SLOTS`, updated slot by slot by `MOVED` redirects.
 public struct RedisSlotMap: Sendable, Equatable {

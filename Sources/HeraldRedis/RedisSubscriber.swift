@@ -17,6 +17,10 @@ import HeraldLoop
 ///   subscription unconfirmed within the command timeout while nothing at all came in
 ///   since it was asked for drops the connection (it is stuck) and reconnects.
 /// - Counted in the process's Redis clients (`/health`, `/metrics`) like `RedisClient`.
+/// - A `redis-sentinel://` endpoint: like `RedisClient`, each connect asks the process's
+///   `SentinelResolver` for the master and the handshake's `ROLE` refuses a node that is
+///   not one (a replica accepts SUBSCRIBE but hears no PUBLISH made on the master); a
+///   `+switch-master` reconnects it to the new master.
 @LoopActor
 public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     public let endpoint: RedisEndpoint
@@ -35,6 +39,15 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private var failures = 0
     private var lastReadAt: UInt64 = 0
     public var isReady: Bool { phase == .ready }
+    /// When anything last came in on this connection (monotonic nanoseconds).
+    public var lastReplyNanos: UInt64 { lastReadAt }
+    /// Sentinel endpoints: the master connected to (nil otherwise, and while not ready),
+    /// the node being tried, and whether the sentinels are being asked now.
+    public private(set) var connectedNode: RedisNode?
+    private var attemptedNode: RedisNode?
+    private var resolving = false
+    /// No logs and no process counts (the sentinel resolver's watch connection).
+    var quiet = false
 
     private let subscribeVerb: [UInt8]
     private let unsubscribeVerb: [UInt8]
@@ -45,7 +58,8 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private var context: UnsafeMutablePointer<redisContext>?
     private var fd: Int32 = -1
     private var interest: UInt32 = 0
-    private var handshakeReplies = 0
+    /// The handshake's commands whose replies are still due, in order (AUTH, ROLE, PING).
+    private var handshake: [[UInt8]] = []
     private var backoff = 100
     private var retryTimer: LoopTimer?
 
@@ -79,6 +93,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     public func stop() {
         guard phase != .stopped else { return }
         phase = .stopped
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
         retryTimer?.cancel()
         closeContext()
         fail(.unavailable("the subscriber is stopped"))
@@ -196,11 +211,44 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
 
     private func connect() {
         guard phase != .stopped else { return }
+        if let resolver = SentinelResolver.resolver(for: endpoint) {
+            // Ask the sentinels where the master is now (at once when already known).
+            guard !resolving else { return }
+            resolving = true
+            resolver.register(self)
+            resolver.resolve { [weak self] node in
+                guard let self, self.resolving else { return }
+                self.resolving = false
+                self.connect(to: node)
+            }
+            return
+        }
+        connect(to: nil)
+    }
+
+    /// Drops the connection and connects again (to the master the sentinels name now),
+    /// without waiting for a pending backoff.
+    public func reconnect(reason: String) {
+        switch phase {
+        case .ready, .connecting, .handshaking: dropConnection(reason)
+        case .waiting:
+            guard !resolving else { return }
+            retryTimer?.cancel()
+            backoff = 100
+            connect()
+        case .idle, .stopped: break
+        }
+    }
+
+    private func connect(to node: RedisNode?) {
+        guard phase != .stopped else { return }
+        attemptedNode = node
         let made: UnsafeMutablePointer<redisContext>?
         switch endpoint.address {
         case .tcp(let host, let port): made = redisConnectNonBlock(host, Int32(port))
         case .unix(let path): made = redisConnectUnixNonBlock(path)
-        case .cluster(let seeds): made = redisConnectNonBlock(seeds[0].host, Int32(seeds[0].port))
+        case .sentinel: made = node.map { redisConnectNonBlock($0.host, Int32($0.port)) } ?? nil
+        case .cluster(let seeds): made = redisConnectNonBlock(seeds[0].host, Int32(seeds[0].port))  // (the sharded subscriber places each shard)
         }
         guard let made else { return lost("cannot allocate a hiredis context") }
         if made.pointee.err != 0 {
@@ -227,13 +275,12 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
             return dropConnection(String(cString: strerror(error)))
         }
         phase = .handshaking
-        handshakeReplies = 0
-        if let password = endpoint.password {
-            _ = append([Array("AUTH".utf8), Array(password.utf8)])
-            handshakeReplies += 1
-        }
-        _ = append([Array("PING".utf8)])
-        handshakeReplies += 1
+        var steps: [[[UInt8]]] = []
+        if let password = endpoint.password { steps.append([Array("AUTH".utf8), Array(password.utf8)]) }
+        if attemptedNode != nil { steps.append([Array("ROLE".utf8)]) }  // the sentinels' answer may be stale
+        steps.append([Array("PING".utf8)])
+        handshake = steps.map { $0[0] }
+        for step in steps { _ = append(step) }
         flush()
     }
 
@@ -241,7 +288,16 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         phase = .ready
         backoff = 100
         failures = 0
-        log.info("redis.connected", ["client": name, "redis": endpoint.description])
+        connectedNode = attemptedNode
+        if !quiet {
+            if let connectedNode {
+                log.info("redis.connected", ["client": name, "redis": endpoint.description, "node": connectedNode.description,
+                                             "role": "master"])
+            } else {
+                log.info("redis.connected", ["client": name, "redis": endpoint.description])
+            }
+            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" } ?? RedisClient.nodeName(endpoint)
+        }
         for key in Array(channels.keys) { pump(key) }
     }
 
@@ -283,11 +339,16 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private func handle(_ reply: UnsafePointer<redisReply>) {
         let r = reply.pointee
         if phase == .handshaking {
+            let step = handshake.isEmpty ? [] : handshake.removeFirst()
             if r.type == REDIS_REPLY_ERROR {
-                return dropConnection("handshake failed: " + String(decoding: RedisReply.bytes(r.str, r.len), as: UTF8.self))
+                return dropConnection("\(String(decoding: step, as: UTF8.self)) failed: "
+                                      + String(decoding: RedisReply.bytes(r.str, r.len), as: UTF8.self))
             }
-            handshakeReplies -= 1
-            if handshakeReplies == 0 { becameReady() }
+            if let node = attemptedNode, step == Array("ROLE".utf8),
+               !RedisClient.isMaster(role: RedisReply(copying: reply)) {
+                return dropConnection("\(node) is not a master (ROLE); asking the sentinels again")
+            }
+            if handshake.isEmpty { becameReady() }
             return
         }
         if r.type == REDIS_REPLY_ERROR {
@@ -342,7 +403,11 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         lastError = reason
         guard phase != .stopped else { return }
         failures += 1
-        if phase == .ready || failures == 1 {
+        if let node = attemptedNode { SentinelResolver.resolver(for: endpoint)?.forget(node) }
+        attemptedNode = nil
+        connectedNode = nil
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
+        if !quiet && (phase == .ready || failures == 1) {
             log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason, "retryMs": String(backoff)])
         }
         phase = .waiting
@@ -353,7 +418,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
 
     /// Keeps the process's Redis counts for `/metrics` and `/health` (ProcessMetrics).
     private func noteStateChange(from old: Phase) {
-        guard old != phase else { return }
+        guard old != phase, !quiet else { return }
         if old == .idle && phase != .stopped { ProcessMetrics.redisClients += 1 }
         if phase == .stopped && old != .idle { ProcessMetrics.redisClients -= 1 }
         if old == .ready { ProcessMetrics.redisClientsReady -= 1 }

@@ -101,6 +101,11 @@ struct RedisClusterTests {
             #expect(stats?["workers"]?.intValue == 2)
             #expect(stats?["connections"]?.intValue == 2)
             #expect(stats?["rooms"]?.intValue == 3)
+            // herald status names the masters its worker is on.
+            let masters = rooms.map { "127.0.0.1:\($0.master)" }.sorted().joined(separator: ", ")
+            try RedisBusTests.eventually(5, "herald status listing the three masters") {
+                try ClusterTests.status(a)["workers"]?.arrayValue?.first?["redisNode"]?.stringValue == masters
+            }
             try bob.roundTrip("roomLeave \(rooms[0].room)", #"{"status":"OK","context":"response","data":true,"messageCount":<NUM>}"#)
             try alice.send("roomView \(rooms[0].room)")
             #expect(Set(try alice.readJSON()["data"]?["members"]?.keys ?? []) == [aliceID])
@@ -129,6 +134,9 @@ struct RedisClusterTests {
             var heard: Set<String> = []
             var killedAt: Double?
             var promotedAt: Double?
+            // Rooms whose say was refused: only the one on the killed master, for a while.
+            var refused: Set<String> = []
+            var refusals = 0
             let started = Deadline.now()
             func readBob(timeout: Double) throws -> JSON? {
                 while true {
@@ -153,9 +161,15 @@ struct RedisClusterTests {
                 let index = rounds.count
                 var round = Round(sentAt: Deadline.now())
                 for (room, _) in rooms { try alice.send("say \(room) n\(index)") }
-                for _ in rooms {
+                for (room, _) in rooms {
                     let reply = try alice.readJSON(timeout: 5)  // a reply, always (OK or an error)
                     #expect(reply["context"]?.stringValue == "response")
+                    let status = reply["status"]?.stringValue ?? ""
+                    if status != "OK" {
+                        #expect(status == "room bus unavailable: message not sent", "say \(room): \(reply)")
+                        refused.insert(room)
+                        refusals += 1
+                    }
                 }
                 try alice.send("roomView \(rooms[0].room)")
                 let view = try alice.readJSON(timeout: 5)
@@ -188,6 +202,10 @@ struct RedisClusterTests {
                   + "working again \(String(format: "%.2f", recovered - promoted)) s after the promotion; "
                   + "\(brokenRounds) of \(rounds.count) rounds affected")
             #expect(recovered - promoted <= 2.0, "recovered \(recovered - promoted) s after the promotion")
+            let victimRoom = try #require(rooms.first { $0.master == victim }?.room)
+            #expect(refused.isSubset(of: [victimRoom]), "refused in \(refused), the killed master has \(victimRoom)")
+            #expect(refusals > 0, "no say refused while the master of \(victimRoom) was gone")
+            print("redis-cluster failover: \(refusals) says refused, all in \(victimRoom)")
             // No worker restarted: the same server ids.
             #expect(try Self.serverID(alice) == ids.0)
             #expect(try Self.serverID(bob) == ids.1)
