@@ -265,12 +265,17 @@ public final class Worker: BeforeSleepHook {
 
     private func flushAll() {
         guard !flushQueue.isEmpty else { return }
-        let queue = flushQueue
-        flushQueue.removeAll(keepingCapacity: true)
-        for connection in queue {
+        // By index, not over a copy: a copy makes `removeAll(keepingCapacity:)` allocate
+        // a new buffer every loop iteration. Connections queued while this runs (a drop
+        // sending to a room) are flushed in the same pass.
+        var index = 0
+        while index < flushQueue.count {
+            let connection = flushQueue[index]
+            index += 1
             connection.isQueuedForFlush = false
             if connection.state != .closed { connection.flush() }
         }
+        flushQueue.removeAll(keepingCapacity: true)
     }
 
     private func scheduleKeepAlive() {
