@@ -61,6 +61,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// Timers in `timers` that were cancelled before their deadline.
     @exclusivity(unchecked) private var cancelledTimers = 0
     @exclusivity(unchecked) private var beforeSleep: [any BeforeSleepHook] = []
+    /// Hooks run after every other: writers of what the others queued (Redis commands).
+    @exclusivity(unchecked) private var lastBeforeSleep: [any BeforeSleepHook] = []
 
     private init() {
         epollFD = herald_epoll_create()
@@ -170,9 +172,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     /// Calls `hook.beforeSleep()` once per loop iteration, after the ready work and
     /// before waiting (used to flush buffered output).
+    /// `last`: after every hook added without it (for a writer of what they queue).
     @LoopActor
-    public func addBeforeSleepHook(_ hook: any BeforeSleepHook) {
-        beforeSleep.append(hook)
+    public func addBeforeSleepHook(_ hook: any BeforeSleepHook, last: Bool = false) {
+        if last { lastBeforeSleep.append(hook) } else { beforeSleep.append(hook) }
     }
 
     // MARK: Running
@@ -202,6 +205,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         while running {
             runJobs()
             for hook in beforeSleep { hook.beforeSleep() }
+            for hook in lastBeforeSleep { hook.beforeSleep() }
             log.flush()
             guard running else { break }
             let timeout = localJobs.isEmpty ? timers.timeoutMilliseconds(now: Clock.monotonicNanos()) : 0
