@@ -140,8 +140,13 @@ final class UpgradeHandover: EventHandler {
         supervisor.finishIfStopped()
     }
 
+    /// This supervisor stops before the new one took over: so does the new one.
+    func abandon() {
+        fail("the cluster is stopping", announcing: false)
+    }
+
     /// Before the commit: the upgrade ends, this supervisor keeps serving with its workers.
-    private func fail(_ reason: String) {
+    private func fail(_ reason: String, announcing: Bool = true) {
         guard phase == .starting || phase == .welcomed else { return }
         defer { withExtendedLifetime(self) {} }  // the supervisor lets go of it here
         timer?.cancel()
@@ -150,7 +155,7 @@ final class UpgradeHandover: EventHandler {
         if exitDescription == nil { kill(pid, SIGTERM) }  // its workers, if any, drain
         log.error("cluster.upgrade.failed", ["newPid": String(pid), "reason": reason, "action": "the old supervisor keeps serving"])
         supervisor.upgrade = nil
-        supervisor.announce(.upgraded(failure: reason))
+        if announcing { supervisor.announce(.upgraded(failure: reason)) }
     }
 
     private func closeChannel() {
@@ -162,6 +167,9 @@ final class UpgradeHandover: EventHandler {
 }
 
 extension Supervisor {
+    /// Whether a binary upgrade is under way (or done: this supervisor retires).
+    public var isUpgrading: Bool { upgrade != nil }
+
     /// Whether a binary upgrade's new supervisor has taken over (the pidfile and the
     /// control socket are its own now).
     public var isRetiredByUpgrade: Bool {

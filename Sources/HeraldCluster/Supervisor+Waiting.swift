@@ -58,6 +58,7 @@ extension Supervisor {
     /// `scale N --wait`: answers once N workers run and the removed ones have exited.
     public func scale(to count: Int, waiting reply: ControlReply, timeoutMilliseconds: Int?) {
         let count = max(1, count)
+        if upgrade != nil { return reply.send(error: "a binary upgrade is under way") }
         let removed = Set(currentWorkers.enumerated().filter { $0.offset >= count }.compactMap { $0.element?.pid })
         scale(to: count)
         if isStopping {
@@ -80,6 +81,8 @@ extension Supervisor {
     /// Announces a milestone to the service manager and to the waiting commands.
     func announce(_ milestone: Milestone) {
         onMilestone?(milestone)
+        // A stop before the new supervisor took over ends the upgrade (it stops too).
+        if milestone == .stopping, let upgrade, !isRetiredByUpgrade { upgrade.abandon() }
         for waiter in waiters {
             switch (milestone, waiter.kind) {
             case (.reloaded(let failure?), .reload):

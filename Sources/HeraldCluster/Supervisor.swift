@@ -117,6 +117,7 @@ public final class Supervisor {
     public func reload() -> String? {
         guard !stopping else { return "the cluster is stopping" }
         guard !isReloading else { return "a reload is already under way" }
+        guard upgrade == nil else { return "a binary upgrade is under way" }
         if let problem = validateReload?() {
             log.error("cluster.reload.refused", ["reason": problem])
             return problem
@@ -131,7 +132,7 @@ public final class Supervisor {
 
     /// Grows or shrinks the cluster to `count` workers.
     public func scale(to count: Int) {
-        guard !stopping else { return }
+        guard !stopping, upgrade == nil || count == options.workers else { return }
         let count = max(1, count)
         options.workers = count
         log.info("cluster.scale", ["workers": String(count)])

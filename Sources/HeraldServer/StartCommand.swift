@@ -264,6 +264,7 @@ enum ControlCommands {
                 return reply.send(error: "scale takes a worker count from 1 to 1024")
             }
             if wait { supervisor.scale(to: count, waiting: reply, timeoutMilliseconds: timeout) } else {
+                if supervisor.isUpgrading { return reply.send(error: "a binary upgrade is under way") }
                 supervisor.scale(to: count)
                 reply.send(error: nil)
             }

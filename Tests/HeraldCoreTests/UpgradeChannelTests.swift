@@ -18,12 +18,6 @@ import Testing
         return (inherited, fds[0])
     }
 
-    private func message(_ fields: [(String, JSON)]) -> [UInt8] {
-        var bytes: [UInt8] = []
-        JSONWriter.write(.object(JSONObject(fields)), to: &bytes)
-        return bytes
-    }
-
     @Test func aWelcomeOfAnotherVersionIsRefusedByTheNewSupervisor() throws {
         let (inherited, old) = try inheritance()
         defer { close(old); close(inherited.channel); for fd in inherited.slots.joined() { close(fd) } }

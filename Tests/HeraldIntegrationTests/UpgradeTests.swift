@@ -40,7 +40,6 @@ struct UpgradeTests {
         let server = try HeraldProcess.start(ClusterTests.options(workers: 2, redis: redis))
         var successor: Int64?
         defer {
-            if ProcessInfo.processInfo.environment["UPGRADE_TEST_LOG"] != nil { print(server.stderrText().split(separator: "\n").filter { !$0.contains("event=connection.") && !$0.contains("event=action") }.joined(separator: "\n")) }
             if let successor { Self.stopSuccessor(server, pid: successor) }
             _ = server.stop()
             server.removeDirectory()
@@ -210,6 +209,68 @@ struct UpgradeTests {
         #expect(reload.stderr.contains("the reload failed"), "the reason: \(reload.stderr)")
         try server.requireServing("after a failed reload")
         #expect(server.process.isRunning)
+    }
+
+    @Test("a daemon with a password in --redis upgrades: the new supervisor serves, shows no password, stops")
+    func daemonUpgrades() throws {
+        let password = HardeningOpsTests.randomPassword()
+        let redis = try RedisServer(password: password)
+        let dir = try makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let env = ["HERALD_RUN_DIR": dir.path]
+        let start = try HardeningOpsTests.run(try HardeningOpsTests.startArguments(workers: 2)
+                                                + ["--daemon", "--redis", "redis://:\(password)@127.0.0.1:\(redis.port)"],
+                                              environment: env, timeout: 20)
+        try #require(start.status == .exited(0), "\(start.status) \(start.stderr)")
+        defer { _ = try? HardeningOpsTests.run(["stop"], environment: env, timeout: 30) }
+        let before = try HardeningOpsTests.waitForStatus(env, timeout: 10, "two running workers") {
+            HardeningOpsTests.runningWorkers($0).count == 2
+        }
+        let oldPID = try #require(before["supervisor"]?["pid"]?.intValue)
+        let upgrade = try HardeningOpsTests.run(["upgrade", "--wait"], environment: env, timeout: 60)
+        #expect(upgrade.status == .exited(0), "\(upgrade.stdout) \(upgrade.stderr)")
+        let after = try HardeningOpsTests.waitForStatus(env, timeout: 10, "two running workers of the new supervisor") {
+            HardeningOpsTests.runningWorkers($0).count == 2 && $0["supervisor"]?["pid"]?.intValue != oldPID
+        }
+        let newPID = try #require(after["supervisor"]?["pid"]?.intValue)
+        #expect(kill(pid_t(oldPID), 0) != 0 || Self.isZombie(pid_t(oldPID)), "the old daemon has exited")
+        let shown = HardeningOpsTests.commandLines(containing: password)
+        #expect(shown.isEmpty, "the password is on these command lines: \(shown)")
+        let stop = try HardeningOpsTests.run(["stop"], environment: env, timeout: 30)
+        #expect(stop.status == .exited(0), "\(stop.stderr)")
+        #expect(kill(pid_t(newPID), 0) != 0 || Self.isZombie(pid_t(newPID)), "the new daemon has stopped")
+    }
+
+    @Test("under NOTIFY_SOCKET: RELOADING=1 from the old supervisor, then MAINPID=<new> and READY=1 from the new")
+    func upgradeNotifiesSystemd() throws {
+        let redis = try RedisServer()
+        let name = "herald-upgrade-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let receiver = try NotifyReceiver(abstractName: name)
+        defer { receiver.close() }
+        var options = ClusterTests.options(workers: 1, redis: redis)
+        options.environment["NOTIFY_SOCKET"] = "@" + name
+        let server = try HeraldProcess.start(options)
+        var successor: Int64?
+        defer {
+            if let successor { Self.stopSuccessor(server, pid: successor) }
+            _ = server.stop()
+            server.removeDirectory()
+        }
+        try LogsAndSystemdTests.eventually(10, "READY=1") { receiver.messages.count >= 1 }
+        let upgrade = try ClusterTests.cli(server, ["upgrade", "--wait"], timeout: 60)
+        successor = Self.pidfilePID(server)
+        #expect(upgrade.status == .exited(0), "\(upgrade.stderr)")
+        let newPID = try #require(successor)
+        try LogsAndSystemdTests.eventually(10, "the new supervisor's READY=1") { receiver.messages.count >= 3 }
+        let texts = receiver.messages.map(\.text)
+        #expect(texts[1].hasPrefix("RELOADING=1\n"), "\(texts)")
+        #expect(texts[2].hasPrefix("MAINPID=\(newPID)\nREADY=1\n"), "\(texts)")
+        usleep(300_000)
+        #expect(receiver.messages.count == 3, "the old supervisor said nothing more (no STOPPING=1): \(receiver.messages.map(\.text))")
+        // The new supervisor passes NOTIFY_SOCKET to no worker.
+        Self.stopSuccessor(server, pid: newPID)
+        successor = nil
+        #expect(receiver.messages.last?.text.hasPrefix("STOPPING=1") == true, "the new one reports its stop")
     }
 
     @Test("reload --wait and scale --wait answer once the old workers have exited")
