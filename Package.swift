@@ -61,13 +61,13 @@ let package = Package(
         // build makes a stub that says so.
         .executableTarget(name: "HeraldFuzz", dependencies: ["HeraldProtocol", "HeraldCore", "HeraldRedis", "HeraldBench"]),
         .testTarget(name: "HeraldProtocolTests", dependencies: ["HeraldProtocol"]),
-        .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore", "HeraldProtocol", "HeraldLoop"]),
+        .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore", "HeraldProtocol", "HeraldLoop", "HeraldCluster"]),
         // What the test targets share: the process harness (herald, redis-server), free
         // ports, line and TLS clients, test certificates. A plain target under Tests/,
         // in no product; test targets `@testable import` it.
         .target(name: "HeraldTestSupport", dependencies: ["COpenSSL", "CHeraldTLS"], path: "Tests/HeraldTestSupport"),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldTestSupport", "HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
-        .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
+        .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol", "HeraldLoop", "HeraldTestSupport"]),
         .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
         .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol", "HeraldTestSupport"]),
     ]

@@ -4,16 +4,22 @@ import HeraldLoop
 import HeraldProtocol
 
 /// The supervisor's control socket: a unix socket (mode 0600) taking one command line
-/// per connection — `status`, `reload`, `stop`, `scale N` — and answering one JSON line.
+/// per connection — `status`, `reload`, `stop`, `scale N`, `upgrade` — and answering one
+/// JSON line, at once or (`--wait`) once the command has finished (`ControlReply`).
 @LoopActor
 public final class ControlServer: EventHandler {
     public let path: String
     private let fd: Int32
-    private let handle: @LoopActor ([Substring]) -> JSON
+    private let handle: @LoopActor ([Substring], ControlReply) -> Void
 
-    public init(path: String, handle: @escaping @LoopActor ([Substring]) -> JSON) throws(SystemError) {
+    public convenience init(path: String, handle: @escaping @LoopActor ([Substring]) -> JSON) throws(SystemError) {
+        try self.init(path: path, answer: { words, reply in reply.send(handle(words)) })
+    }
+
+    /// `answer` gets each command with the reply to send, now or later.
+    public init(path: String, answer: @escaping @LoopActor ([Substring], ControlReply) -> Void) throws(SystemError) {
         self.path = path
-        self.handle = handle
+        self.handle = answer
         // Only a leftover socket of this user's is removed (RunFiles.check has refused
         // anything else already; this closes the gap since).
         var info = stat()
@@ -58,10 +64,12 @@ public final class ControlServer: EventHandler {
         }
     }
 
-    public func close() {
+    /// Closes the socket; `unlinking: false` leaves the path to the new supervisor that
+    /// took it over in a binary upgrade.
+    public func close(unlinking: Bool = true) {
         EventLoop.current.unregister(fd: fd)
         Glibc.close(fd)
-        unlink(path)
+        if unlinking { unlink(path) }
     }
 }
 
@@ -69,10 +77,10 @@ public final class ControlServer: EventHandler {
 @LoopActor
 private final class ControlSession: EventHandler {
     let fd: Int32
-    let handle: @LoopActor ([Substring]) -> JSON
+    let handle: @LoopActor ([Substring], ControlReply) -> Void
     var input: [UInt8] = []
 
-    init(fd: Int32, handle: @escaping @LoopActor ([Substring]) -> JSON) {
+    init(fd: Int32, handle: @escaping @LoopActor ([Substring], ControlReply) -> Void) {
         self.fd = fd
         self.handle = handle
     }
@@ -83,24 +91,51 @@ private final class ControlSession: EventHandler {
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
         if n > 0 { input.append(contentsOf: buffer[0..<n]) }
         guard let newline = input.firstIndex(of: UInt8(ascii: "\n")) else {
-            if n <= 0 || input.count > 4_096 { finish(nil) }
+            if n <= 0 || input.count > 4_096 {
+                EventLoop.current.unregister(fd: fd)
+                close(fd)
+            }
             return
         }
         let line = String(decoding: input[..<newline], as: UTF8.self)
-        finish(handle(line.split(separator: " ")))
+        // Nothing more is read: the reply may come later (`--wait`).
+        EventLoop.current.unregister(fd: fd)
+        handle(line.split(separator: " "), ControlReply(fd: fd))
+    }
+}
+
+/// The answer to one control command, sent once (now, or when a waited-for command has
+/// finished); the connection closes with it.
+@LoopActor
+public final class ControlReply {
+    private var fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    public var isSent: Bool { fd < 0 }
+
+    public func send(_ reply: JSON) {
+        guard fd >= 0 else { return }
+        var out: [UInt8] = []
+        JSONWriter.write(reply, to: &out)
+        out.append(UInt8(ascii: "\n"))
+        // The reply is small: a blocking write of it is fine on a local socket.
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+        _ = out.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        close(fd)
+        fd = -1
     }
 
-    private func finish(_ reply: JSON?) {
-        if let reply {
-            var out: [UInt8] = []
-            JSONWriter.write(reply, to: &out)
-            out.append(UInt8(ascii: "\n"))
-            // The reply is small: a blocking write of it is fine on a local socket.
-            let flags = fcntl(fd, F_GETFL)
-            _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-            _ = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    /// `{"ok":true, …}` or `{"ok":false,"error":…}`.
+    public func send(error: String?, _ fields: [(String, JSON)] = []) {
+        if let error { send(.object(JSONObject([("ok", .bool(false)), ("error", .string(error))] + fields))) } else {
+            send(.object(JSONObject([("ok", .bool(true))] + fields)))
         }
-        EventLoop.current.unregister(fd: fd)
-        close(fd)
+    }
+
+    deinit {
+        // A command that never got its answer (the supervisor gave up on it).
+        if fd >= 0 { close(fd) }
     }
 }

@@ -39,6 +39,17 @@ public final class MetricsServer: EventHandler {
         try EventLoop.current.register(fd: fd, events: IOEvents.readable, handler: self)
     }
 
+    /// On a listening socket bound already (inherited by a binary upgrade's new supervisor).
+    public init(listening fd: Int32, handle: @escaping @LoopActor (_ path: String) -> Response) throws(SystemError) {
+        self.fd = fd
+        self.port = Sockets.localPort(of: fd)
+        self.handle = handle
+        try EventLoop.current.register(fd: fd, events: IOEvents.readable, handler: self)
+    }
+
+    /// The listening socket (a binary upgrade passes it on).
+    public var listeningDescriptor: Int32 { fd }
+
     public func handleEvents(_ events: UInt32) {
         while true {
             var address = sockaddr_storage()

@@ -154,10 +154,11 @@ public struct RunFiles: Sendable, Equatable {
     }
 
     /// Checks the run directory (creating it, 0700, if needed), then writes this
-    /// process's pid; fails when another live supervisor holds the pidfile.
-    public func claim() throws(RunFilesError) {
+    /// process's pid; fails when another live supervisor holds the pidfile, other than
+    /// `predecessor` (the old supervisor of a binary upgrade, whose pidfile this takes over).
+    public func claim(replacing predecessor: pid_t? = nil) throws(RunFilesError) {
         try check(create: true)
-        if let pid = runningPID(), pid != getpid() {
+        if let pid = runningPID(), pid != getpid(), pid != predecessor {
             throw RunFilesError(description: "another herald supervisor (pid \(pid)) holds \(pidfile); stop it first or use --pidfile")
         }
         // A new file (O_EXCL: never one planted under this name, nor through a link),

@@ -21,6 +21,12 @@ public final class SlotSockets {
         self.bind = bind
     }
 
+    /// The sockets a binary upgrade's new supervisor inherited, slot 0 first.
+    public init(inherited slots: [[Int32]], bind: @escaping Bind) {
+        for (slot, fds) in slots.enumerated() { sockets[slot] = fds.map(Self.moveOutOfTheWay) }
+        self.bind = bind
+    }
+
     /// The sockets of `slot`, binding them on first use.
     func fds(for slot: Int) throws -> [Int32] {
         if let fds = sockets[slot] { return fds }

@@ -36,8 +36,8 @@ public final class Supervisor {
         }
     }
 
-    private var options: Options
-    private let sockets: SlotSockets
+    private(set) var options: Options
+    let sockets: SlotSockets
     private let startedAt = Clock.wallMillis()
     /// The current worker of each slot.
     private var slots: [WorkerProcess?] = []
@@ -48,7 +48,7 @@ public final class Supervisor {
     /// Slots still to be replaced by the reload under way, and the replacement starting now.
     private var reloadQueue: [Int] = []
     private var replacement: WorkerProcess?
-    private var stopping = false
+    var stopping = false
     private var stopTimer: LoopTimer?
     private var onStopped: (@LoopActor (Int32) -> Void)?
     private var exitStatus: Int32 = 0
@@ -65,9 +65,23 @@ public final class Supervisor {
         case reloading
         /// A reload ended; `failure` says why it stopped early.
         case reloaded(failure: String?)
+        /// A binary upgrade started; it ended in `failure` (on success the new supervisor
+        /// announces itself, and this one only retires).
+        case upgrading
+        case upgraded(failure: String)
         case stopping
     }
     public var onMilestone: (@LoopActor (Milestone) -> Void)?
+    /// Commands waiting for their result (`--wait`, Supervisor+Waiting.swift) and the
+    /// binary upgrade under way or done (Supervisor+Upgrade.swift).
+    var waiters: [OperationWaiter] = []
+    var upgrade: UpgradeHandover?
+    /// For a binary upgrade: variables for the new supervisor (NOTIFY_SOCKET),
+    /// descriptors it inherits beside the listening sockets (each named by its
+    /// variable), and why this cluster cannot be upgraded.
+    public var upgradeEnvironment: [String: String?] = [:]
+    public var upgradeDescriptors: [(variable: String, fd: Int32)] = []
+    public var upgradeRefusal: String?
     private var servingAnnounced = false
 
     public init(options: Options, sockets: SlotSockets) {
@@ -103,13 +117,14 @@ public final class Supervisor {
     public func reload() -> String? {
         guard !stopping else { return "the cluster is stopping" }
         guard !isReloading else { return "a reload is already under way" }
+        guard upgrade == nil else { return "a binary upgrade is under way" }
         if let problem = validateReload?() {
             log.error("cluster.reload.refused", ["reason": problem])
             return problem
         }
         reloadQueue = slots.indices.filter { slots[$0] != nil }
         metrics.reloads += 1
-        onMilestone?(.reloading)
+        announce(.reloading)
         log.info("cluster.reload.start", ["workers": String(reloadQueue.count)])
         replaceNext()
         return nil
@@ -117,7 +132,7 @@ public final class Supervisor {
 
     /// Grows or shrinks the cluster to `count` workers.
     public func scale(to count: Int) {
-        guard !stopping else { return }
+        guard !stopping, upgrade == nil || count == options.workers else { return }
         let count = max(1, count)
         options.workers = count
         log.info("cluster.scale", ["workers": String(count)])
@@ -140,7 +155,7 @@ public final class Supervisor {
         stopping = true
         exitStatus = status
         log.info("cluster.stopping", ["workers": String(processes.count)])
-        onMilestone?(.stopping)
+        announce(.stopping)
         for timer in restartTimers.values { timer.cancel() }
         restartTimers.removeAll()
         reloadQueue.removeAll()
@@ -153,6 +168,19 @@ public final class Supervisor {
             }
         }
         finishIfStopped()
+    }
+
+    /// A binary upgrade's new supervisor took over (Supervisor+Upgrade.swift): no worker
+    /// is started or replaced any more; the workers are handed over or drained by the
+    /// upgrade, and `onStopped` runs (status 0) once all have exited.
+    func retire() {
+        guard !stopping else { return }
+        stopping = true
+        exitStatus = 0
+        for timer in restartTimers.values { timer.cancel() }
+        restartTimers.removeAll()
+        reloadQueue.removeAll()
+        log.info("cluster.retiring", ["workers": String(processes.count)])
     }
 
     /// The status the CLI shows.
@@ -261,6 +289,7 @@ public final class Supervisor {
     }
 
     func received(_ report: WorkerReport, from worker: WorkerProcess) {
+        defer { waitersProgressed() }
         worker.serverID = report.serverID
         worker.connections = report.connections
         worker.rooms = report.rooms
@@ -279,7 +308,7 @@ public final class Supervisor {
         }
         if !servingAnnounced && slots.allSatisfy({ $0?.state == .running }) {
             servingAnnounced = true
-            onMilestone?(.serving)
+            announce(.serving)
         }
         if worker === replacement {
             // The new worker accepts: now the old one of its slot may drain.
@@ -305,15 +334,15 @@ public final class Supervisor {
                 log.error("worker.spawn.failed", ["index": String(index), "error": error.description])
                 reloadQueue.removeAll()
                 log.error("cluster.reload.failed", ["index": String(index), "reason": "cannot start a new worker: \(error)"])
-                onMilestone?(.reloaded(failure: "cannot start a new worker"))
+                announce(.reloaded(failure: "cannot start a new worker"))
                 return
             }
         }
         log.info("cluster.reload.done", [:])
-        onMilestone?(.reloaded(failure: nil))
+        announce(.reloaded(failure: nil))
     }
 
-    private func drain(_ worker: WorkerProcess, reason: String) {
+    func drain(_ worker: WorkerProcess, reason: String) {
         guard worker.state != .draining else { return }
         worker.state = .draining
         worker.readyTimer?.cancel()
@@ -332,9 +361,13 @@ public final class Supervisor {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
-            guard let worker = processes.removeValue(forKey: pid) else { continue }
+            guard let worker = processes.removeValue(forKey: pid) else {
+                otherChildExited(pid: pid, status: status)
+                continue
+            }
             exited(worker, status: status)
         }
+        waitersProgressed()
         finishIfStopped()
     }
 
@@ -358,7 +391,7 @@ public final class Supervisor {
             replacement = nil
             reloadQueue.removeAll()
             log.error("cluster.reload.failed", ["index": String(worker.index), "reason": "new worker exited before ready: \(description)"])
-            onMilestone?(.reloaded(failure: "a new worker exited before it was ready"))
+            announce(.reloaded(failure: "a new worker exited before it was ready"))
         }
         guard !stopping, wasCurrent || wasReplacement else { return }
         if wasCurrent { slots[worker.index] = nil }
@@ -397,7 +430,7 @@ public final class Supervisor {
         }
     }
 
-    private func finishIfStopped() {
+    func finishIfStopped() {
         guard stopping, processes.isEmpty, let onStopped else { return }
         self.onStopped = nil
         stopTimer?.cancel()

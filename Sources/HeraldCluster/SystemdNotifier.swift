@@ -6,6 +6,8 @@ import HeraldLoop
 /// `KEY=value` lines to the unix socket named by `NOTIFY_SOCKET` (a path, or an
 /// abstract-namespace name written with a leading '@').
 public final class SystemdNotifier: Sendable {
+    /// The socket as NOTIFY_SOCKET named it (passed on to the new supervisor of an upgrade).
+    public let socketPath: String
     private let fd: Int32
     private let address: sockaddr_un
     private let addressLength: socklen_t
@@ -21,6 +23,7 @@ public final class SystemdNotifier: Sendable {
 
     /// nil when `socket` is not a usable address.
     public init?(socket path: String) {
+        socketPath = path
         var bytes = Array(path.utf8)
         guard bytes.count >= 2, bytes[0] == UInt8(ascii: "/") || bytes[0] == UInt8(ascii: "@") else { return nil }
         var address = sockaddr_un()
@@ -66,6 +69,10 @@ public final class SystemdNotifier: Sendable {
             return "RELOADING=1\nMONOTONIC_USEC=\(Clock.monotonicNanos() / 1_000)\nSTATUS=reloading"
         case .reloaded(nil): return "READY=1\nSTATUS=\(workers) workers serving (reloaded)"
         case .reloaded(let failure?): return "READY=1\nSTATUS=\(workers) workers serving; the last reload failed: \(failure)"
+        case .upgrading:
+            return "RELOADING=1\nMONOTONIC_USEC=\(Clock.monotonicNanos() / 1_000)\nSTATUS=upgrading to the binary on disk"
+        case .upgraded(let failure):
+            return "READY=1\nSTATUS=\(workers) workers serving; the last upgrade failed: \(failure)"
         case .stopping: return "STOPPING=1\nSTATUS=stopping"
         }
     }

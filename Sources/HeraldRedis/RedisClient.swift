@@ -85,8 +85,33 @@ public final class RedisClient: EventHandler {
 
     /// Pushes buffered commands to the socket now (used right before the process exits).
     public func flushWrites() {
-        guard let context, interest & IOEvents.writable != 0 else { return }
+        guard let context, interest & IOEvents.writable != 0 || isQueuedForWrite else { return }
         redisAsyncHandleWrite(context)
+    }
+
+    // Writes are made in the loop's before-sleep pass (RedisWriteFlusher), not on EPOLLOUT.
+    private var isQueuedForWrite = false
+    private var isWriting = false
+    /// How many times EPOLLOUT was armed (a connect, a write the socket did not take).
+    public private(set) var writableWaits = 0
+
+    /// hiredis has a command to write (its addWrite hook). Before the handshake, and when
+    /// a write could not finish, that is EPOLLOUT's job (a connect completes on it).
+    fileprivate func writeWanted() {
+        guard state == .ready, !isWriting else { return changeInterest(add: IOEvents.writable, remove: 0) }
+        guard !isQueuedForWrite else { return }
+        isQueuedForWrite = true
+        RedisWriteFlusher.shared.queue(self)
+    }
+
+    /// Writes what hiredis buffered; what the socket does not take waits for EPOLLOUT.
+    func writeQueued() {
+        guard isQueuedForWrite else { return }
+        isQueuedForWrite = false
+        guard let context, state == .ready else { return }  // a new connection writes on EPOLLOUT
+        isWriting = true
+        redisAsyncHandleWrite(context)  // may free the context (a write error)
+        isWriting = false
     }
 
     // MARK: Commands
@@ -194,6 +219,8 @@ public final class RedisClient: EventHandler {
     }
 
     /// Calls `body` with argc, argv and argvlen pointing into `arguments` (no copies).
+    /// Nonisolated: its closures, handed to the standard library, would otherwise get a
+    /// run-time isolation check each (three per PUBLISH, ~1,300 instructions).
     nonisolated static func withArgv<R>(_ arguments: [[UInt8]],
                             _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
         let count = arguments.count
@@ -387,6 +414,7 @@ public final class RedisClient: EventHandler {
         guard let context else { return }
         let wanted = (interest | add) & ~remove
         guard wanted != interest || registeredFD < 0 else { return }
+        if wanted & ~interest & IOEvents.writable != 0 { writableWaits += 1 }
         let fd = context.pointee.c.fd
         if registeredFD < 0 {
             guard wanted != 0 else { return }
@@ -514,7 +542,7 @@ private let redisHookDelRead: @convention(c) (UnsafeMutableRawPointer?) -> Void 
 }
 private let redisHookAddWrite: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
     nonisolated(unsafe) let data = data
-    LoopActor.assumeIsolated { client(data).changeInterest(add: IOEvents.writable, remove: 0) }
+    LoopActor.assumeIsolated { client(data).writeWanted() }
 }
 private let redisHookDelWrite: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
     nonisolated(unsafe) let data = data

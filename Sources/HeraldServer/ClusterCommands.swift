@@ -2,13 +2,17 @@ import Glibc
 import HeraldCluster
 import HeraldProtocol
 
-/// `herald stop | reload | status | scale N`: talk to a running supervisor through its
-/// control socket (found next to the pidfile).
+/// `herald stop | reload | status | scale N | upgrade`: talk to a running supervisor
+/// through its control socket (found next to the pidfile). `reload`, `scale` and
+/// `upgrade` take `--wait [--timeout SECONDS]`: the answer comes once every old worker
+/// has exited, or with the reason the command failed.
 enum ClusterCommand {
     static func main(_ command: String, _ arguments: [String]) -> Int32 {
         var pidfile: String?
         var json = false
         var wait = true
+        var waitResult = false
+        var timeoutSeconds: Int?
         var positional: [String] = []
         var index = 0
         while index < arguments.count {
@@ -20,6 +24,13 @@ enum ClusterCommand {
                 index += 1
             case "--json": json = true
             case "--no-wait": wait = false
+            case "--wait" where ["reload", "scale", "upgrade"].contains(command): waitResult = true
+            case "--timeout" where ["reload", "scale", "upgrade"].contains(command):
+                guard index + 1 < arguments.count, let seconds = Int(arguments[index + 1]), seconds >= 1, seconds <= 86_400 else {
+                    printError("herald \(command): --timeout takes seconds from 1 to 86400"); return 2
+                }
+                timeoutSeconds = seconds
+                index += 1
             case "-h", "--help":
                 print(Usage.cluster)
                 return 0
@@ -50,9 +61,16 @@ enum ClusterCommand {
             }
             line += " \(count)"
         }
+        if timeoutSeconds != nil && !waitResult {
+            printError("herald \(command): --timeout goes with --wait"); return 2
+        }
+        // Waiting: the supervisor answers within the timeout (its default: a worker's
+        // ready and drain time plus 30 s); the socket's own limit is a little longer.
+        if waitResult { line += " --wait" + (timeoutSeconds.map { " \($0 * 1_000)" } ?? "") }
         let reply: JSON
         do {
-            reply = try ControlClient.send(line, to: runFiles.controlSocket, expectedPID: pid)
+            reply = try ControlClient.send(line, to: runFiles.controlSocket, expectedPID: pid,
+                                           timeoutSeconds: waitResult ? (timeoutSeconds ?? 3_600) + 15 : 30)
         } catch {
             printError("herald \(command): \(error)")
             return 1
@@ -84,7 +102,11 @@ enum ClusterCommand {
                 return 1
             }
         }
-        if !json { print("herald \(command): ok") }
+        if !json {
+            var summary: String?
+            if case .object(let object) = reply { summary = object["summary"]?.stringValue }
+            print("herald \(command): " + (summary ?? (command == "upgrade" ? "started (`--wait` waits for the result)" : "ok")))
+        }
         return 0
     }
 }

@@ -10,7 +10,7 @@ import HeraldRedis
 ///     import HeraldServer
 ///     Herald.main(actions: BuiltinActions.all + [greet])
 ///
-/// Every command (`start`, `stop`, `reload`, `status`, `scale`, `console`) works
+/// Every command (`start`, `stop`, `reload`, `status`, `scale`, `upgrade`, `console`) works
 /// the same; the supervisor starts its workers from the binary that runs it, so they
 /// serve `actions`. The load tool (`herald bench`) is not part of this library: a binary
 /// that wants it links the `HeraldBenchCommand` product and passes
@@ -34,7 +34,7 @@ public enum Herald {
         switch command {
         case "start": return StartCommand.main(rest)
         case "worker": return WorkerCommand.main(rest, actions: actions)
-        case "stop", "reload", "status", "scale": return ClusterCommand.main(command, rest)
+        case "stop", "reload", "status", "scale", "upgrade": return ClusterCommand.main(command, rest)
         case "__exec-child": return PrivateRedis.execChild(rest)  // internal: a child that dies with herald
         case "console": return ConsoleCommand.main(rest)
         case "help", "--help", "-h":

@@ -22,6 +22,8 @@ enum Usage {
       reload     rolling reload: new workers (new binary, new configuration) replace the old one by one
       status     the supervisor and each worker: pid, server id, uptime, connections, rooms
       scale N    run N workers
+      upgrade    binary upgrade: a new supervisor from the binary on disk takes over the
+                 listening sockets, the old one hands its workers over and exits
     """
 
     static let mainTail = """
@@ -43,7 +45,8 @@ enum Usage {
     replies are delivered, every client gets the goodbye, then the processes exit): a
     supervisor that binds the port once and the worker processes that serve it.
     Signals to the supervisor: TERM/INT stop, HUP rolling reload, TTIN/TTOU one worker
-    more/fewer, USR1 reopen the log file (after logrotate; passed on to the workers).
+    more/fewer, USR1 reopen the log file (after logrotate; passed on to the workers),
+    USR2 binary upgrade (as `herald upgrade`).
 
     Options (each overrides the config files and HERALD_* environment variables):
       --port N             TCP port to listen on (default 5000; 0 picks a free port)
@@ -81,8 +84,9 @@ enum Usage {
     """
 
     static let cluster = """
-    Usage: herald stop|reload|status [--pidfile FILE] [--json]
+    Usage: herald stop|reload|status|upgrade [--pidfile FILE] [--json]
            herald scale N [--pidfile FILE]
+           herald reload|scale N|upgrade --wait [--timeout SECONDS]
 
     Finds the supervisor through its pidfile (see `herald start --help` for the default)
     and sends the command over its control socket.
@@ -92,5 +96,14 @@ enum Usage {
                 one accepts, so no connect is refused
       status    the supervisor and its workers (--json: the raw reply)
       scale N   start or stop workers until N run
+      upgrade   binary upgrade (like nginx's USR2): the binary on disk is started as a new
+                supervisor with the same options; it inherits the listening sockets (no
+                connect is refused), starts its workers, takes over the pidfile and the
+                control socket; the old supervisor hands its workers over and exits. If
+                the new one fails, the old one keeps serving. Needs a configured Redis
+    --wait      (reload, scale, upgrade) return once every old worker has exited: exit 0,
+                or 1 with the reason the command failed
+    --timeout S how long --wait waits (default: ready time + pendingShutdownWaitLimit
+                + 30 s)
     """
 }

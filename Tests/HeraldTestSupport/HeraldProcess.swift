@@ -85,6 +85,9 @@ struct HeraldOptions {
     /// Runs herald in its own UTS namespace with this host name (`unshare -u`; needs
     /// root), so that two test "hosts" have different names, as two machines would.
     var hostName: String? = nil
+    /// The herald binary to start (default: `heraldBinaryPath()`), e.g. a copy a test
+    /// replaces to see what an upgrade to a broken binary does.
+    var binary: String? = nil
 
     init(_ settings: [(String, String)] = []) { self.settings = settings }
 }
@@ -411,7 +414,7 @@ final class HeraldProcess {
     /// Starts herald and waits (up to 10 s) until it serves a connection: the probe
     /// connection must receive its welcome line; it then quits and is closed.
     static func start(_ options: HeraldOptions = HeraldOptions(), directory: URL? = nil) throws -> HeraldProcess {
-        let binary = heraldBinaryPath()
+        let binary = options.binary ?? heraldBinaryPath()
         guard access(binary, X_OK) == 0 else { throw HarnessError.binaryMissing(binary) }
         let dir = try directory ?? makeTempDir()
         var started = false
