@@ -23,6 +23,7 @@ public final class Connection: EventHandler {
         static let outputBacklog   = InputHolds(rawValue: 1 << 0)  // its output is over the high-water mark
         static let busBacklog      = InputHolds(rawValue: 1 << 1)  // its says outpace the Redis bus
         static let roomOperations  = InputHolds(rawValue: 1 << 2)  // too many room operations in flight
+        static let handoff         = InputHolds(rawValue: 1 << 3)  // moving to another worker (Worker+Handoff.swift)
     }
 
     unowned(unsafe) let worker: Worker  // the worker outlives its connections
@@ -88,13 +89,14 @@ public final class Connection: EventHandler {
     @exclusivity(unchecked) var files: [PendingFile] = []
     @exclusivity(unchecked) var fileQueueBytes = 0
 
-    init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int) {
+    init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int,
+         connectedAt: Int? = nil) {
         self.worker = worker
         self.transport = transport
         self.id = id
         self.remoteIP = remoteIP
         self.remotePort = remotePort
-        self.connectedAt = Clock.wallMillis()
+        self.connectedAt = connectedAt ?? Clock.wallMillis()
         self.framer = LineFramer(maxLineBytes: maxLineBytes)
         self.lastInputAt = Clock.monotonicMillis
     }

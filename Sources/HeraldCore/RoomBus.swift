@@ -43,6 +43,10 @@ public protocol RoomBus: AnyObject {
     /// room's messages, before returning. The worker records the member afterwards, and
     /// counts the join in `Membership.beginJoin` meanwhile.
     func join(room: String, member: RoomMember) async throws
+    /// Members handed over from another worker (a connection handoff): their entries in
+    /// `room` now name this worker, in one step (never missing from the room meanwhile),
+    /// and this worker receives the room's messages, before returning.
+    func adopt(room: String, members: [RoomMember]) async throws
     /// Removes `memberID` from `room` everywhere. `lastHere`: no other member (nor join on
     /// its way) is left in the room on this worker.
     func leave(room: String, memberID: String, lastHere: Bool) async throws
@@ -73,6 +77,7 @@ public final class InProcessBus: RoomBus {
                       drained: @escaping @LoopActor () -> Void) {}
     public func join(room: String, member: RoomMember) async throws {}
     public func leave(room: String, memberID: String, lastHere: Bool) async throws {}
+    public func adopt(room: String, members: [RoomMember]) async throws {}
     public func roomVacated(_ room: String) {}
     public func members(of room: String) async throws -> [RoomMember] { [] }
     public func publish(room: String, senderID: String, line: [UInt8]) {}

@@ -119,6 +119,21 @@ public final class RedisBus: RoomBus {
         try await waiter?.wait()
     }
 
+    /// The join script with every member at once: HSET rewrites each entry in place (old
+    /// worker id → this one), so the move is atomic and the member never leaves the room.
+    public func adopt(room: String, members: [RoomMember]) async throws {
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let waiter = subscriber.subscribe(channelName(room))
+        var arguments: [[UInt8]] = [Array(room.utf8)]
+        arguments.reserveCapacity(1 + 2 * members.count)
+        for member in members {
+            arguments.append(Array(member.id.utf8))
+            arguments.append(Array("\(member.joinedAt) ".utf8) + workerIDBytes)
+        }
+        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments)
+        try await waiter?.wait()
+    }
+
     public func leave(room: String, memberID: String, lastHere: Bool) async throws {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
