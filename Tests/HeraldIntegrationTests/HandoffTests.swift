@@ -1,0 +1,106 @@
+import Foundation
+import Glibc
+import Testing
+@testable import HeraldTestSupport
+
+/// The connection handoff (issue 10): reload and scale-down pass every plain TCP
+/// connection — socket and session — to the successor worker. Real binary, real Redis,
+/// two workers; what the clients see is counted, nothing is re-sent.
+@Suite("Handoff: reload and scale-down keep every connection", .serialized)
+struct HandoffTests {
+    typealias Cluster = ClusterTests
+
+    static func handoffTotals(_ server: HeraldProcess) throws -> (handedOver: Int64, drained: Int64) {
+        let status = try Cluster.status(server)
+        let handoff = status["supervisor"]?["handoff"]
+        return (handoff?["handedOver"]?.intValue ?? -1, handoff?["drained"]?.intValue ?? -1)
+    }
+
+    static func waitForWorkers(_ server: HeraldProcess, _ count: Int, replacing old: Set<Int64>, _ what: String) throws {
+        _ = try Cluster.waitForStatus(server, timeout: 20, what) { status in
+            let workers = status["workers"]?.arrayValue ?? []
+            return status["supervisor"]?["reloading"]?.boolValue == false && workers.count == count
+                && workers.allSatisfy { $0["state"]?.stringValue == "running" && !old.contains($0["pid"]?.intValue ?? 0) }
+        }
+    }
+
+    @Test("reload: 200 idle clients with params in a room and 10 busy ones keep their sessions; no reply lost")
+    func reloadIdleAndBusy() throws {
+        Cluster.raiseFileLimit()
+        try Cluster.withCluster(workers: 2) { server, _ in
+            let started = try Cluster.waitForStatus(server, timeout: 10, "two workers") { Cluster.runningWorkerPIDs($0).count == 2 }
+            let before = Set(Cluster.runningWorkerPIDs(started))
+            let oldIDs = Set((started["workers"]?.arrayValue ?? []).compactMap { $0["serverId"]?.stringValue })
+            let idle = try IdleClients(port: server.port, count: 200)
+            defer { idle.close() }
+            let busy = try BusyClients(port: server.port, count: 10)
+            usleep(300_000)
+            let reload = try Cluster.cli(server, ["reload"])
+            #expect(reload.status == .exited(0), "reload: \(reload.stderr)")
+            try Self.waitForWorkers(server, 2, replacing: before, "the reload to finish")
+            usleep(300_000)
+            let problems = busy.stop()
+            #expect(problems.isEmpty, "busy clients: \(problems.prefix(5))")
+            #expect(busy.lost == 0 && busy.goodbyes.load(ordering: .relaxed) == 0,
+                    "\(busy.lost) lost, \(busy.goodbyes.load(ordering: .relaxed)) goodbyes")
+            #expect(busy.replies.load(ordering: .relaxed) > 100, "the load ran")
+            let idleProblems = idle.check()
+            #expect(idleProblems.isEmpty, "idle clients: \(idleProblems.prefix(5))")
+            let newIDs = try idle.serverIDs()
+            #expect(newIDs.isDisjoint(with: oldIDs), "served by the new workers: \(newIDs) (old \(oldIDs))")
+            let totals = try Self.handoffTotals(server)
+            #expect(totals.handedOver == 210 && totals.drained == 0, "handoff counts \(totals)")
+            print("reload handoff: busy clients' longest wait \(busy.longestWaitMicros.load(ordering: .relaxed) / 1_000) ms, \(busy.replies.load(ordering: .relaxed)) replies")
+        }
+    }
+
+    @Test("scale 2 → 1: the removed worker's clients move to the one left, sessions and replies intact")
+    func scaleDown() throws {
+        Cluster.raiseFileLimit()
+        try Cluster.withCluster(workers: 2) { server, _ in
+            _ = try Cluster.waitForStatus(server, timeout: 10, "two workers") { Cluster.runningWorkerPIDs($0).count == 2 }
+            let idle = try IdleClients(port: server.port, count: 100)
+            defer { idle.close() }
+            let busy = try BusyClients(port: server.port, count: 6)
+            usleep(300_000)
+            #expect(try Cluster.cli(server, ["scale", "1"]).status == .exited(0))
+            try Self.waitForWorkers(server, 1, replacing: [], "one worker")
+            usleep(300_000)
+            let problems = busy.stop()
+            #expect(problems.isEmpty && busy.lost == 0, "busy clients: \(busy.lost) lost; \(problems.prefix(5))")
+            let idleProblems = idle.check()
+            #expect(idleProblems.isEmpty, "idle clients: \(idleProblems.prefix(5))")
+            #expect(try idle.serverIDs().count == 1, "every client on the one worker left")
+            let totals = try Self.handoffTotals(server)
+            #expect(totals.handedOver > 0 && totals.drained == 0, "handoff counts \(totals)")
+        }
+    }
+
+    @Test("reload: chat members hear every message once and in order")
+    func reloadChat() throws {
+        try Cluster.withCluster(workers: 2) { server, _ in
+            let before = Set(Cluster.runningWorkerPIDs(try Cluster.waitForStatus(server, timeout: 10, "two workers") {
+                Cluster.runningWorkerPIDs($0).count == 2
+            }))
+            let chat = try ChatLoad(port: server.port, members: 20)
+            defer { chat.close() }
+            usleep(300_000)
+            #expect(try Cluster.cli(server, ["reload"]).status == .exited(0))
+            try Self.waitForWorkers(server, 2, replacing: before, "the reload to finish")
+            usleep(300_000)
+            let problems = chat.stop()
+            #expect(problems.isEmpty, "chat: \(problems.prefix(5))")
+            #expect(chat.messagesSaid > 50, "the publisher ran")
+        }
+    }
+
+    @Test("herald stop still says goodbye")
+    func stopSaysGoodbye() throws {
+        try Cluster.withCluster(workers: 2) { server, _ in
+            let (client, _) = try server.connectWelcomed()
+            server.signal(SIGTERM)
+            let line = try client.readLine()
+            #expect(line.contains("\"Bye!\""), "goodbye on stop: \(line)")
+        }
+    }
+}
