@@ -70,6 +70,8 @@ public final class Connection: EventHandler {
     /// The async actions running for this connection (a list through the calls),
     /// cancelled when it closes.
     @exclusivity(unchecked) var runningCalls: ActionCall?
+    /// Set on a connection adopted in a handoff while its chat catches up (Worker+ChatHandoff.swift).
+    @exclusivity(unchecked) var chatCatchUp: ChatCatchUp?
 
     // Output.
     @exclusivity(unchecked) var output: [UInt8] = []

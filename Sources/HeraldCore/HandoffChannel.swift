@@ -12,6 +12,10 @@ enum HandoffFrame {
     static let version: UInt8 = 1
     static let batch: UInt8 = 0x42
     static let ack: UInt8 = 0x41
+    /// old → successor: `[u32 count]` × `[u32 length][room]`, the rooms of the connections to come.
+    static let rooms: UInt8 = 0x52
+    /// successor → old: subscribed to those rooms, keeping their messages.
+    static let subscribed: UInt8 = 0x53
 
     static func begin(_ kind: UInt8, into out: inout [UInt8]) {
         out.removeAll(keepingCapacity: true)

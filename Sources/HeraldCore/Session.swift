@@ -25,6 +25,23 @@ public struct Session: Equatable, Sendable {
     public var discardingLine: Bool
     /// Output not written to the socket yet.
     public var output: [UInt8]
+    /// Chat across the move (Worker+ChatHandoff.swift): the old worker's bus id and the
+    /// last sequence number it published (its own messages up to it were delivered), and
+    /// per room the last bus message it processed.
+    public var chatOrigin: [UInt8] = []
+    public var chatSequence: UInt64 = 0
+    public var cursors: [Cursor] = []
+
+    public struct Cursor: Equatable, Sendable {
+        public var room: String
+        public var origin: [UInt8]
+        public var sequence: UInt64
+        public init(room: String, origin: [UInt8], sequence: UInt64) {
+            self.room = room
+            self.origin = origin
+            self.sequence = sequence
+        }
+    }
 
     public struct Room: Equatable, Sendable {
         public var name: String
@@ -80,6 +97,14 @@ public struct Session: Equatable, Sendable {
         out.append(discardingLine ? 1 : 0)
         Self.putBytes(unparsed, &out)
         Self.putBytes(output, &out)
+        Self.putBytes(chatOrigin, &out)
+        Self.putUnsigned(chatSequence, &out)
+        Self.putUnsigned(UInt64(cursors.count), &out)
+        for cursor in cursors {
+            Self.putBytes(Array(cursor.room.utf8), &out)
+            Self.putBytes(cursor.origin, &out)
+            Self.putUnsigned(cursor.sequence, &out)
+        }
     }
 
     public var encoded: [UInt8] {
@@ -122,6 +147,15 @@ public struct Session: Equatable, Sendable {
         discardingLine = try reader.byte() != 0
         unparsed = try reader.bytes()
         output = try reader.bytes()
+        chatOrigin = try reader.bytes()
+        chatSequence = try reader.unsigned()
+        let cursorCount = try reader.unsigned()
+        guard cursorCount <= UInt64(bytes.count) else { throw DecodingError(description: "session cursor count \(cursorCount)") }
+        for _ in 0..<cursorCount {
+            let room = try reader.string()
+            let origin = try reader.bytes()
+            cursors.append(Cursor(room: room, origin: origin, sequence: try reader.unsigned()))
+        }
         guard reader.offset == bytes.count else { throw DecodingError(description: "session has trailing bytes") }
     }
 

@@ -44,6 +44,12 @@ final class HandoffSender {
     private var startedAt = Clock.monotonicNanos()
     private(set) var longestPumpNanos: UInt64 = 0
     private var finished = false
+    /// Batches wait until the successors keep the rooms' messages and this worker's position
+    /// in each room is past their subscription (Worker+ChatHandoff.swift).
+    private var pumpAllowed = false
+    private var awaitingSubscribed: [ObjectIdentifier] = []
+    private var syncTimer: LoopTimer?
+    static let chatSyncLimitMilliseconds = 3_000
 
     /// Batches (of up to 253) sent per loop iteration; then the loop serves other events.
     static let batchesPerIteration = 2
@@ -78,8 +84,53 @@ final class HandoffSender {
         return true
     }
 
+    /// Every connection is taken: sets up chat continuity, then the batches start.
+    func begin() {
+        let rooms = Array(Set(candidates.flatMap { $0.rooms.names })).sorted()
+        guard !worker.bus.isLocalOnly, !rooms.isEmpty else { return allowPump() }
+        let chat = worker.chatHandoff ?? ChatHandoff(worker: worker)
+        worker.chatHandoff = chat
+        chat.tracking = true
+        var frame: [UInt8] = []
+        HandoffFrame.begin(HandoffFrame.rooms, into: &frame)
+        HandoffFrame.put32(UInt32(rooms.count), &frame)
+        for room in rooms {
+            let name = Array(room.utf8)
+            HandoffFrame.put32(UInt32(name.count), &frame)
+            frame.append(contentsOf: name)
+        }
+        HandoffFrame.end(&frame)
+        for channel in channels where channel.isOpen {
+            if (try? channel.send(frame, descriptors: [])) == true { awaitingSubscribed.append(ObjectIdentifier(channel)) }
+        }
+        syncTimer = EventLoop.current.schedule(afterMilliseconds: Self.chatSyncLimitMilliseconds) { [weak self] in
+            guard let self, !self.pumpAllowed else { return }
+            log.warn("handoff.chat.unsynchronized", ["reason": "the successors did not confirm the rooms in time; chat may skip or repeat a message"])
+            self.allowPump()
+        }
+        subscribedMaybe(rooms: rooms)
+    }
+
+    private func subscribedMaybe(rooms: [String]? = nil) {
+        guard awaitingSubscribed.isEmpty, !pumpAllowed, let chat = worker.chatHandoff else { return }
+        guard chat.awaitedMarkers.isEmpty && chat.onMarkersSeen == nil else { return }
+        let names = rooms ?? Array(Set(candidates.flatMap { $0.rooms.names }))
+        chat.onMarkersSeen = { [weak self] in self?.allowPump() }
+        for room in names { chat.awaitedMarkers[room] = worker.bus.publishMarker(room: room) }
+        if chat.awaitedMarkers.isEmpty { chat.onMarkersSeen = nil; allowPump() }
+    }
+
+    private func allowPump() {
+        guard !pumpAllowed else { return }
+        pumpAllowed = true
+        syncTimer?.cancel()
+        syncTimer = nil
+        schedulePump()
+        if candidates.isEmpty { finishIfDone() }
+    }
+
     private func schedulePump(afterMilliseconds delay: Int = 0) {
-        guard pumpTimer == nil, !candidates.isEmpty else { return }
+        guard pumpAllowed, pumpTimer == nil, !candidates.isEmpty else { return }
         pumpTimer = EventLoop.current.schedule(afterMilliseconds: delay) { [weak self] in
             guard let self else { return }
             self.pumpTimer = nil
@@ -157,6 +208,10 @@ final class HandoffSender {
     }
 
     private func received(_ kind: UInt8, _ body: ArraySlice<UInt8>, on channel: HandoffChannel) {
+        if kind == HandoffFrame.subscribed {
+            awaitingSubscribed.removeAll { $0 == ObjectIdentifier(channel) }
+            return subscribedMaybe()
+        }
         guard kind == HandoffFrame.ack, let number = HandoffFrame.get32(body, 0),
               let failedCount = HandoffFrame.get32(body, 4), let batch = inFlight.removeValue(forKey: number) else {
             return channel.close(reason: "an unexpected handoff frame")
@@ -189,7 +244,8 @@ final class HandoffSender {
                 goodbye(fd)
             }
         }
-        if !channels.contains(where: \.isOpen) { giveUp(reason: "no successor left (\(reason))") }
+        awaitingSubscribed.removeAll { $0 == ObjectIdentifier(channel) }
+        if !channels.contains(where: \.isOpen) { giveUp(reason: "no successor left (\(reason))") } else { subscribedMaybe() }
         finishIfDone()
     }
 
@@ -220,7 +276,7 @@ final class HandoffSender {
     }
 
     private func finishIfDone() {
-        guard isIdle, !finished else { return }
+        guard isIdle, !finished, pumpAllowed || channels.allSatisfy({ !$0.isOpen }) else { return }
         finished = true
         let counts = worker.handoffCounts
         log.info("handoff.done", ["handedOver": String(counts.handedOver), "drained": String(counts.drained),
@@ -249,10 +305,12 @@ final class HandoffReceiver {
         channel.onClosed = { [unowned self] reason in
             if reason != "the other worker closed the channel" { log.warn("handoff.channel.closed", ["reason": reason]) }
             worker.receivers.removeAll { $0 === self }
+            if worker.receivers.isEmpty { worker.chatHandoff?.channelsClosed() }
         }
     }
 
     private func received(_ kind: UInt8, _ body: ArraySlice<UInt8>, on channel: HandoffChannel) {
+        if kind == HandoffFrame.rooms { return expectRooms(body, on: channel) }
         guard kind == HandoffFrame.batch, let number = HandoffFrame.get32(body, 0), let count = HandoffFrame.get32(body, 4),
               let fds = channel.takeDescriptors(Int(count)) else {
             return channel.close(reason: "a malformed handoff batch")
@@ -293,6 +351,40 @@ final class HandoffReceiver {
             }
         }
     }
+
+    /// The old worker's rooms: subscribe to them and keep their messages, then say so.
+    private func expectRooms(_ body: ArraySlice<UInt8>, on channel: HandoffChannel) {
+        var rooms: [String] = []
+        var offset = 4
+        for _ in 0..<Int(HandoffFrame.get32(body, 0) ?? 0) {
+            guard let length = HandoffFrame.get32(body, offset), body.count >= offset + 4 + Int(length) else {
+                return channel.close(reason: "a malformed rooms frame")
+            }
+            let start = body.startIndex + offset + 4
+            rooms.append(String(decoding: body[start..<(start + Int(length))], as: UTF8.self))
+            offset += 4 + Int(length)
+        }
+        let chat = worker.chatHandoff ?? ChatHandoff(worker: worker)
+        worker.chatHandoff = chat
+        chat.expect(rooms: rooms)
+        Task.onLoop { [self] in
+            for room in rooms {
+                do {
+                    try await worker.bus.subscribe(room: room)
+                } catch {
+                    log.warn("handoff.chat.subscribe.failed", ["room": room, "error": "\(error)"])
+                }
+            }
+            var frame: [UInt8] = []
+            HandoffFrame.begin(HandoffFrame.subscribed, into: &frame)
+            HandoffFrame.end(&frame)
+            do {
+                _ = try channel.send(frame, descriptors: [])
+            } catch {
+                channel.close(reason: "\(error)")
+            }
+        }
+    }
 }
 
 extension Worker {
@@ -303,9 +395,11 @@ extension Worker {
             for fd in channels { close(fd) }
             return
         }
-        handoff = HandoffSender(worker: self, channels: channels)
+        let sender = HandoffSender(worker: self, channels: channels)
+        handoff = sender
         log.info("handoff.start", ["connections": String(connectionCount), "channels": String(channels.count)])
         stop()
+        sender.begin()
     }
 
     /// Adopts connections arriving on `channel` from a worker being replaced.
@@ -320,13 +414,23 @@ extension Worker {
 
     /// The connection's session as it stands (for a handoff).
     func session(of connection: Connection) -> Session {
-        Session(idHigh: connection.id.high, idLow: connection.id.low, remoteIP: connection.remoteIP,
+        var session = Session(idHigh: connection.id.high, idLow: connection.id.low, remoteIP: connection.remoteIP,
                 remotePort: connection.remotePort, connectedAt: connection.connectedAt, params: connection.params,
                 paramBytes: connection.paramBytes,
                 rooms: connection.rooms.list.map { Session.Room(name: $0.name, joinedAt: $0.joinedAt) },
                 messageCount: connection.messageCount, totalActions: connection.totalActions,
                 unparsed: connection.framer.unparsed, discardingLine: connection.framer.isDiscarding,
                 output: connection.outputSent < connection.output.count ? Array(connection.output[connection.outputSent...]) : [])
+        if let chat = chatHandoff, chat.tracking {
+            session.chatOrigin = bus.originID
+            session.chatSequence = bus.lastPublishedSequence
+            for room in connection.rooms.names {
+                if let position = chat.positions[room] {
+                    session.cursors.append(Session.Cursor(room: room, origin: position.origin, sequence: position.sequence))
+                }
+            }
+        }
+        return session
     }
 
     /// Serves a connection another worker handed over: same id, session and socket; nil
@@ -354,6 +458,7 @@ extension Worker {
         // moves the members in Redis (`moveMembership`).
         for room in session.rooms { membership.add(connection, to: room.name, joinedAt: room.joinedAt) }
         if !session.output.isEmpty { connection.send(body: session.output) }
+        chatHandoff?.adopted(connection, session: session)
         if connection.framer.hasHeldInput {
             connection.isQueuedForResume = true
             resumeQueue.append(connection)

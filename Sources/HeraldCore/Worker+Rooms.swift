@@ -251,6 +251,13 @@ extension Worker {
         ReplyWriter.chat(message: message, room: room, from: senderID.map(JSON.string) ?? .number(0),
                          sentAt: Clock.wallMillis(), to: &line)
         guard line.count <= maxLineBytes else { return false }
+        if let chat = chatHandoff, chat.deliversFromEcho(room) {
+            // Members are arriving from a handoff: everyone here hears it at its place in
+            // the room's stream, from the echo (Worker+ChatHandoff.swift).
+            bus.publish(room: room, senderID: senderID ?? "0", line: line)
+            chat.noteOwnSay(sequence: bus.lastPublishedSequence, sender: sender)
+            return true
+        }
         deliver(room: room, line: line, except: sender)
         if !bus.isLocalOnly { bus.publish(room: room, senderID: senderID ?? "0", line: line) }
         return true

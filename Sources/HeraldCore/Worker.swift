@@ -51,6 +51,8 @@ public final class Worker: BeforeSleepHook {
     var handoff: HandoffSender?
     var receivers: [HandoffReceiver] = []
     public internal(set) var handoffCounts = HandoffCounts()
+    /// Chat across a handoff (Worker+ChatHandoff.swift): nil unless one is under way.
+    var chatHandoff: ChatHandoff?
     @exclusivity(unchecked) private var stopTimer: LoopTimer?
     @exclusivity(unchecked) private var keepAliveTimer: LoopTimer?
     @exclusivity(unchecked) private var onStopped: (@LoopActor () -> Void)?
@@ -72,7 +74,10 @@ public final class Worker: BeforeSleepHook {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
         bus.start(membership: membership,
-                  deliver: { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) },
+                  deliver: { [unowned self] room, line, message in
+                      if let chat = self.chatHandoff { return chat.received(room: room, line: line, message) }
+                      if !message.isOwn && !message.isMarker { self.deliver(room: room, bytes: line, except: nil) }
+                  },
                   drained: { [unowned self] in self.busDrained() })
         for socket in sockets {
             let listener = Listener(socket: socket, worker: self)

@@ -33,7 +33,10 @@ public final class RedisBus: RoomBus {
     private let roomsKey: [UInt8]
     private let channelPrefix: [UInt8]
 
-    private var deliver: (@LoopActor (String, UnsafeRawBufferPointer) -> Void)?
+    private var deliver: (@LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void)?
+    /// The sequence number of the last message published (BusFrame).
+    public private(set) var lastPublishedSequence: UInt64 = 0
+    public var originID: [UInt8] { workerIDBytes }
     /// The worker's record of its members (the bus keeps no copy).
     private var membership = Membership()
     private var connectionCount = 0
@@ -78,7 +81,7 @@ public final class RedisBus: RoomBus {
 
     public var isLocalOnly: Bool { false }
 
-    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void,
+    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void,
                       drained: @escaping @LoopActor () -> Void) {
         self.membership = membership
         self.deliver = deliver
@@ -321,7 +324,8 @@ public final class RedisBus: RoomBus {
     // MARK: Messages
 
     public func publish(room: String, senderID: String, line: [UInt8]) {
-        line.withBytes { BusFrame.encode(header: frameHeader, line: $0, into: &message) }
+        lastPublishedSequence += 1
+        line.withBytes { BusFrame.encode(header: frameHeader, sequence: lastPublishedSequence, line: $0, into: &message) }
         channel.removeAll(keepingCapacity: true)
         channel.append(contentsOf: channelPrefix)
         channel.append(contentsOf: room.utf8)
@@ -336,11 +340,22 @@ public final class RedisBus: RoomBus {
         }
     }
 
+    public func publishMarker(room: String) -> UInt64 {
+        publish(room: room, senderID: "0", line: BusFrame.markerLine)
+        return lastPublishedSequence
+    }
+
+    public func subscribe(room: String) async throws {
+        try await subscriber.subscribe(channelName(room))?.wait()
+    }
+
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
-        guard let (origin, line) = BusFrame.parse(payload) else { return }
-        // Our own message: its members were served when it was said.
-        if workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) }) { return }
+        guard let (origin, sequence, line) = BusFrame.parse(payload) else { return }
+        // Our own message: its members were served when it was said (the worker still
+        // sees it: a handoff counts positions in the stream).
+        let isOwn = workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) })
+        let isMarker = line.count == 1 && line[0] == 0
         let room: String
         if lastChannel.withBytes({ $0.hasSameBytes(as: channel) }) {
             room = lastRoom
@@ -352,7 +367,7 @@ public final class RedisBus: RoomBus {
             lastChannel = Array(channel)
             lastRoom = room
         }
-        deliver?(room, line)
+        deliver?(room, line, BusMessage(origin: origin, sequence: sequence, isOwn: isOwn, isMarker: isMarker))
     }
 
     // MARK: Names
