@@ -94,6 +94,40 @@ struct HandoffTests {
         }
     }
 
+    @Test("scale 2 → 1: chat members hear every message once and in order, roomView keeps every member")
+    func scaleDownChat() throws {
+        try Cluster.withCluster(workers: 2) { server, _ in
+            _ = try Cluster.waitForStatus(server, timeout: 10, "two workers") { Cluster.runningWorkerPIDs($0).count == 2 }
+            let chat = try ChatLoad(port: server.port, members: 20)
+            defer { chat.close() }
+            let (viewer, _) = try server.connectWelcomed()
+            /// The viewer is a member too (roomView needs it): chat lines come between replies.
+            func reply(_ request: String) throws -> JSON {
+                try viewer.send(request)
+                while true {
+                    let line = try JSON.parse(try viewer.readLine())
+                    if line["context"]?.stringValue == "response" { return line }
+                }
+            }
+            _ = try reply("roomAdd chatRoom")
+            func members() throws -> Int64 { try reply("roomView chatRoom")["data"]?["membersCount"]?.intValue ?? -1 }
+            #expect(try members() == 22)
+            usleep(300_000)
+            #expect(try Cluster.cli(server, ["scale", "1"]).status == .exited(0))
+            var counts: [Int64] = []
+            for _ in 0..<15 {
+                counts.append(try members())
+                usleep(50_000)
+            }
+            try Self.waitForWorkers(server, 1, replacing: [], "one worker")
+            counts.append(try members())
+            #expect(counts.allSatisfy { $0 == 22 }, "roomView member counts during the scale-down: \(counts)")
+            usleep(300_000)
+            let problems = chat.stop()
+            #expect(problems.isEmpty, "chat: \(problems.prefix(5))")
+        }
+    }
+
     @Test("herald stop still says goodbye")
     func stopSaysGoodbye() throws {
         try Cluster.withCluster(workers: 2) { server, _ in
