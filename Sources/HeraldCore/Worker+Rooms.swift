@@ -205,21 +205,9 @@ extension Worker {
         guard let current = connection.currentRoom else {
             return replyVerb(connection, "connection not in a room", .null, messageCount)
         }
-        var room = current
-        var message = arguments
-        // Split on the first space by bytes (a Character search would run grapheme
-        // breaking over the whole message).
-        let utf8 = arguments.utf8
-        if let space = utf8.firstIndex(of: UInt8(ascii: " ")) {
-            let rest = utf8[utf8.index(after: space)...]
-            if !rest.isEmpty {
-                let word = String(Substring(utf8[..<space]))
-                if connection.isMember(of: word) {
-                    room = word
-                    message = String(Substring(rest))
-                }
-            }
-        }
+        let split = VerbArguments.say(arguments) { connection.isMember(of: $0) }
+        let room = split.room ?? current
+        let message = split.message
         // The limit is on the chat line as sent to each member (JSON escaping makes a
         // control byte six); the message alone already longer is refused before encoding.
         let limit = configuration.maxSayBytes

@@ -19,7 +19,7 @@ extension Worker {
                                                maxOutputBytes: configuration.maxOutputBytes, to: &$0) }
             return true
         }
-        let firstWord = arguments.firstIndex(of: " ").map { String(arguments[..<$0]) } ?? arguments
+        let firstWord = VerbArguments.firstWord(arguments)
 
         switch verb {
         case .quit, .exit, .close:
@@ -112,15 +112,7 @@ extension Worker {
 
     /// `key=value with spaces` → (key, "value with spaces"); `key value more` → (key, "value").
     nonisolated static func parseParamAdd(_ arguments: String) -> (String, String)? {
-        let words = arguments.split(separator: " ", omittingEmptySubsequences: false)
-        guard let first = words.first else { return nil }
-        if let equals = first.firstIndex(of: "=") {
-            let key = String(first[..<equals])
-            guard !key.isEmpty else { return nil }
-            return (key, String(arguments[arguments.index(after: equals)...]))
-        }
-        guard !first.isEmpty else { return nil }
-        return (String(first), words.count > 1 ? String(words[1]) : "")
+        VerbArguments.paramAdd(arguments).map { ($0.key, $0.value) }
     }
 
     func details(of connection: Connection) -> JSONObject {
