@@ -78,7 +78,7 @@ final class HandoffSender {
     func take(_ connection: Connection) -> Bool {
         guard connection.transport is SocketTransport else { return false }
         guard !channels.isEmpty, connection.state == .open, !connection.isQuitting, !connection.inputEnded else { return false }
-        worker.holdInput(connection, .handoff)
+        // Served as usual until its batch comes (its input is held only then).
         candidates.append(connection)
         schedulePump()
         return true
@@ -150,7 +150,7 @@ final class HandoffSender {
             let took = Clock.monotonicNanos() &- started
             if took > longestPumpNanos { longestPumpNanos = took }
         }
-        candidates.removeAll { $0.state != .open || !$0.inputHolds.contains(.handoff) }
+        candidates.removeAll { $0.state != .open }
         var batches = 0
         var waiting = false
         while batches < Self.batchesPerIteration && !candidates.isEmpty && inFlight.count < Self.maximumInFlight {
@@ -161,7 +161,11 @@ final class HandoffSender {
             var batch: [Connection] = []
             var rest: [Connection] = []
             for connection in candidates {
-                if batch.count < DescriptorPassing.maximumPerMessage && Self.isReady(connection) {
+                if batch.count < DescriptorPassing.maximumPerMessage && !connection.inputHolds.contains(.handoff) {
+                    // Its turn: nothing more is read; it goes now if nothing is owed to it.
+                    worker.holdInput(connection, .handoff)
+                }
+                if batch.count < DescriptorPassing.maximumPerMessage && connection.inputHolds.contains(.handoff) && Self.isReady(connection) {
                     batch.append(connection)
                 } else {
                     rest.append(connection)
@@ -176,7 +180,7 @@ final class HandoffSender {
             finishIfDone()
         } else if !waiting {
             // More ready now: next iteration; only waiting actions left: look again soon.
-            schedulePump(afterMilliseconds: candidates.contains(where: Self.isReady) ? 0 : 1)
+            schedulePump(afterMilliseconds: candidates.contains(where: { !$0.inputHolds.contains(.handoff) || Self.isReady($0) }) ? 0 : 1)
         }
     }
 

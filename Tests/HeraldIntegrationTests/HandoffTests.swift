@@ -124,7 +124,7 @@ struct HandoffTests {
             #expect(counts.allSatisfy { $0 == 22 }, "roomView member counts during the scale-down: \(counts)")
             usleep(300_000)
             let problems = chat.stop()
-            #expect(problems.isEmpty, "chat: \(problems.prefix(5))")
+            #expect(problems.isEmpty, "chat: \(problems.prefix(5))\n\(server.stderrTail(30))")
         }
     }
 
