@@ -126,12 +126,20 @@ final class ChatHandoff {
         for cursor in session.cursors {
             guard let buffer = buffers[cursor.room] else { continue }
             let position = Position(origin: cursor.origin, sequence: cursor.sequence)
-            guard let found = buffer.lastIndex(where: { $0.position == position }) else {
+            let start: Int
+            if let found = buffer.lastIndex(where: { $0.position == position }) {
+                start = found + 1
+            } else if let later = buffer.firstIndex(where: { $0.position.origin == position.origin && $0.position.sequence > position.sequence }) {
+                // The cursor is older than this worker's buffer (the two did not synchronize
+                // in time): deliver from the first later message of the cursor's origin.
+                log.warn("handoff.chat.cursor.missed", ["room": cursor.room, "id": connection.id.string])
+                start = later
+            } else {
                 // This worker's stream is behind O's: the member waits for the cursor.
                 catchUp.waiting[cursor.room] = position
                 continue
             }
-            for message in buffer[(found + 1)...] where !message.isMarker {
+            for message in buffer[start...] where !message.isMarker {
                 if message.position.origin == catchUp.skipOrigin && message.position.sequence <= catchUp.skipUpTo { continue }
                 message.line.withBytes { connection.send(raw: $0) }
             }
