@@ -128,6 +128,35 @@ struct HandoffTests {
         }
     }
 
+    @Test("an action running at the reload moves after its reply; one still running at pendingShutdownWaitLimit gets the goodbye")
+    func pendingActions() throws {
+        let redis = try RedisServer()
+        var options = Cluster.options(workers: 1, redis: redis)
+        options.settings = [("pendingShutdownWaitLimit", "800")]
+        try withHerald(options) { server in
+            let before = Set(Cluster.runningWorkerPIDs(try Cluster.waitForStatus(server, timeout: 10, "one worker") {
+                Cluster.runningWorkerPIDs($0).count == 1
+            }))
+            let (short, _) = try server.connectWelcomed()
+            let (long, _) = try server.connectWelcomed()
+            try short.send(#"{"action":"sleepTest","params":{"sleepDuration":300}}"#)
+            try long.send(#"{"action":"sleepTest","params":{"sleepDuration":5000}}"#)
+            usleep(50_000)
+            #expect(try Cluster.cli(server, ["reload"]).status == .exited(0))
+            let reply = try JSON.parse(try short.readLine())
+            #expect(reply["messageCount"]?.intValue == 1 && reply["error"] == nil, "the running action replied: \(reply)")
+            let goodbye = try long.readLine(timeout: 5)
+            #expect(goodbye.contains("Bye!"), "the action still running at the limit: \(goodbye)")
+            try Self.waitForWorkers(server, 1, replacing: before, "the reload to finish")
+            try short.send("detailsView")
+            let details = try JSON.parse(try short.readLine())
+            #expect(details["messageCount"]?.intValue == 2, "the connection moved and goes on: \(details)")
+            let totals = try Self.handoffTotals(server)
+            #expect(totals.handedOver == 1 && totals.drained == 1, "handoff counts \(totals)")
+            #expect(server.stderrText().contains("handoff.fallback"), "the fallback is logged")
+        }
+    }
+
     @Test("herald stop still says goodbye")
     func stopSaysGoodbye() throws {
         try Cluster.withCluster(workers: 2) { server, _ in
