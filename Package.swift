@@ -67,7 +67,7 @@ let package = Package(
         // in no product; test targets `@testable import` it.
         .target(name: "HeraldTestSupport", dependencies: ["COpenSSL", "CHeraldTLS"], path: "Tests/HeraldTestSupport"),
         .testTarget(name: "HeraldIntegrationTests", dependencies: ["HeraldTestSupport", "HeraldProtocol", "COpenSSL", "CHeraldTLS"]),
-        .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol"]),
+        .testTarget(name: "HeraldRedisTests", dependencies: ["HeraldRedis", "HeraldCore", "HeraldProtocol", "HeraldLoop", "HeraldTestSupport"]),
         .testTarget(name: "HeraldTLSTests", dependencies: ["HeraldTLS", "HeraldCore", "HeraldLoop"]),
         .testTarget(name: "HeraldClientTests", dependencies: ["HeraldClient", "HeraldProtocol", "HeraldTestSupport"]),
     ]

@@ -3,7 +3,7 @@
 # figures docs/performance.md quotes (medians of several rounds, and herald/redis ratios):
 #
 #   rr      request/response round trips: one herald worker (randomNumber) vs one
-#           redis-server (PING), 50 connections, pipeline 1, same load tool
+#           redis-server (PING), 50 connections, pipeline 1 and pipeline 16, same load tool
 #   idle    resident memory per idle connection, 10,000 connections, fresh servers
 #   fanout  one room, 50 subscribers, over a two-worker herald cluster vs redis pub/sub
 #
@@ -54,10 +54,18 @@ for _ in $(seq 1 "$rounds"); do
   "$herald" bench rr --port "$hp" --duration "$seconds" | tee -a "$work/rr"
   "$herald" bench rr --target redis --port "$rp" --duration "$seconds" | tee -a "$work/rr"
 done
+: >"$work/rr16"
+for _ in $(seq 1 "$rounds"); do
+  "$herald" bench rr --port "$hp" --duration "$seconds" --pipeline 16 | tee -a "$work/rr16"
+  "$herald" bench rr --target redis --port "$rp" --duration "$seconds" --pipeline 16 | tee -a "$work/rr16"
+done
 stop_herald "$hp"
 h=$(grep 'target=herald' "$work/rr" | field rps | median)
 r=$(grep 'target=redis' "$work/rr" | field rps | median)
 echo "RESULT rr: herald ${h} req/s, redis ${r} req/s, ratio $(awk "BEGIN {printf \"%.2f\", $h/$r}")"
+h=$(grep 'target=herald' "$work/rr16" | field rps | median)
+r=$(grep 'target=redis' "$work/rr16" | field rps | median)
+echo "RESULT rr pipeline 16: herald ${h} req/s, redis ${r} req/s, ratio $(awk "BEGIN {printf \"%.2f\", $h/$r}")"
 
 # --- idle memory (fresh servers each round) ------------------------------------------
 : >"$work/idle"

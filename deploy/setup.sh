@@ -4,7 +4,7 @@
 # install the Swift 6 toolchain from swift.org first (see README.md).
 set -euo pipefail
 
-packages=(libhiredis-dev libssl-dev openssl redis-server redis-tools haproxy prometheus)
+packages=(libhiredis-dev libssl-dev openssl redis-server redis-sentinel redis-tools haproxy prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -21,10 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # where systemd runs; Herald and its tests start their own (prometheus: the metrics
   # test runs its own scraper with a temporary configuration and storage).
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now redis-server haproxy prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    $sudo systemctl disable --now redis-server redis-sentinel haproxy prometheus prometheus-node-exporter >/dev/null 2>&1 || true
   fi
   # Without systemd, the packages' init scripts may have started them.
-  for service in prometheus prometheus-node-exporter; do
+  for service in redis-sentinel prometheus prometheus-node-exporter; do
     if [ -x "/etc/init.d/$service" ]; then $sudo "/etc/init.d/$service" stop >/dev/null 2>&1 || true; fi
   done
 fi

@@ -7,6 +7,6 @@ extension BuiltinActions {
         description: "I am an API method which will generate a random number",
         outputExample: ["randomNumber": 0.123]
     ) { call in
-        call.response.append("randomNumber", .number(call.worker.randomUnitInterval()))
+        call.appendResponse("randomNumber", .number(call.worker.randomUnitInterval()))
     }
 }

@@ -274,6 +274,7 @@ public final class Supervisor {
         worker.counters = report.counters
         worker.redisUp = report.redisUp
         worker.handoff = report.handoff
+        worker.redisNode = report.redisNode
         worker.hasReported = true
         guard report.protocolVersion == ControlProtocol.version else {
             // Another binary's worker: it must not be given connections or commands.

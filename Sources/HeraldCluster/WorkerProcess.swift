@@ -28,6 +28,7 @@ final class WorkerProcess: EventHandler {
     var counters = WorkerCounters()
     var redisUp: Bool?
     var handoff = HandoffCounts()
+    var redisNode: String?
     var hasReported = false
     var readyTimer: LoopTimer?
     var killTimer: LoopTimer?
@@ -120,6 +121,7 @@ final class WorkerProcess: EventHandler {
             ("totalActions", .number(Double(totalActions))),
             ("handedOver", .number(Double(handoff.handedOver))), ("drained", .number(Double(handoff.drained))),
             ("adopted", .number(Double(handoff.adopted))),
+            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("redisNode", redisNode.map(JSON.string) ?? .null),
         ]))
     }
 }

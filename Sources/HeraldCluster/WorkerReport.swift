@@ -20,6 +20,8 @@ public struct WorkerReport: Sendable, Equatable {
     public var protocolVersion: Int? = ControlProtocol.version
     /// Its handoff counts (connections handed over, drained instead, adopted).
     public var handoff = HandoffCounts()
+    /// The Redis node its clients are on (`host:port`, with ` master` when checked by ROLE).
+    public var redisNode: String?
 
     public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int,
                 counters: WorkerCounters = WorkerCounters(), redisUp: Bool? = nil, handoff: HandoffCounts = HandoffCounts()) {
@@ -39,7 +41,8 @@ public struct WorkerReport: Sendable, Equatable {
             ("event", .string(kind.rawValue)), ("serverId", .string(serverID)),
             ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
             ("totalActions", .number(Double(totalActions))),
-            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("metrics", counters.asJSON),
+            ("redisUp", redisUp.map(JSON.bool) ?? .null), ("redisNode", redisNode.map(JSON.string) ?? .null),
+            ("metrics", counters.asJSON),
             ("protocol", .number(Double(protocolVersion ?? 0))),
             ("handedOver", .number(Double(handoff.handedOver))), ("drained", .number(Double(handoff.drained))),
             ("adopted", .number(Double(handoff.adopted))),
@@ -58,6 +61,7 @@ public struct WorkerReport: Sendable, Equatable {
         rooms = Int(object["rooms"]?.numberValue ?? 0)
         totalActions = Int(object["totalActions"]?.numberValue ?? 0)
         if case .bool(let up)? = object["redisUp"] { redisUp = up }
+        redisNode = object["redisNode"]?.stringValue
         counters = WorkerCounters(json: object["metrics"])
         protocolVersion = object["protocol"]?.numberValue.map { Int($0) }
         handoff.handedOver = Int(object["handedOver"]?.numberValue ?? 0)

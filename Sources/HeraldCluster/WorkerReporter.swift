@@ -116,10 +116,12 @@ public final class WorkerReporter: EventHandler {
     private func send(_ kind: WorkerReport.Kind) {
         guard !closed else { return }
         let stats = worker.statistics
-        let line = WorkerReport(kind: kind, serverID: worker.serverID, connections: stats.connections,
-                                rooms: stats.rooms, totalActions: stats.totalActions,
-                                counters: ProcessMetrics.snapshot, redisUp: ProcessMetrics.redisUp,
-                                handoff: worker.handoffCounts).encoded()
+        var report = WorkerReport(kind: kind, serverID: worker.serverID, connections: stats.connections,
+                                  rooms: stats.rooms, totalActions: stats.totalActions,
+                                  counters: ProcessMetrics.snapshot, redisUp: ProcessMetrics.redisUp,
+                                  handoff: worker.handoffCounts)
+        report.redisNode = ProcessMetrics.redisNodeSummary
+        let line = report.encoded()
         // Best effort: a report that does not fit now is dropped, never queued.
         _ = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
     }

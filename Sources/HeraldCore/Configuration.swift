@@ -51,6 +51,9 @@ public struct Configuration: Sendable, Equatable {
     public var logFile = ""
     /// Log line format: "text" (key=value) or "json" (one object per line).
     public var logFormat = "text"
+    /// `connection.open` / `connection.close` lines a worker writes one by one per second
+    /// (each); past it, a summary line a second (`ConnectionLog`). 0: summaries only.
+    public var connectionLogRate = 100
     /// Redis by URL: `redis://[:password@]host:port[/db]` or `unix:///path/to.sock[?db=N]`.
     /// Takes precedence over the separate redis settings. No Redis configured at all:
     /// `herald start` runs a private redis-server, or one worker on in-process backends.
@@ -101,7 +104,7 @@ public struct Configuration: Sendable, Equatable {
         "maxLineBytes", "simultaneousActions", "maxStickyParams", "maxStickyParamBytes", "maxStickyParamValueBytes",
         "maxRoomsPerConnection", "maxRoomNameBytes", "maxSayBytes",
         "maxOutputBytes", "lineTimeout", "idleTimeout", "outputStallTimeout", "halfClosedWaitLimit", "maxConnections", "pendingShutdownWaitLimit", "keepAliveInterval",
-        "publicDir", "logLevel", "logFile", "logFormat",
+        "publicDir", "logLevel", "logFile", "logFormat", "connectionLogRate",
         "redisUrl", "redisHost", "redisPort", "redisSocket", "redisPassword", "redisPasswordFile",
         "redisDatabase", "redisPrefix",
         "secure", "certFile", "keyFile", "caFile", "tlsPort", "tlsBind", "tlsHandshakeTimeout",
@@ -173,6 +176,7 @@ public struct Configuration: Sendable, Equatable {
             }
             logLevel = name
         case "logFile": logFile = try string()
+        case "connectionLogRate": connectionLogRate = try int(min: 0, max: 10_000_000)
         case "logFormat":
             let name = try string()
             guard name == "text" || name == "json" else {
@@ -232,6 +236,7 @@ public struct Configuration: Sendable, Equatable {
             ("pendingShutdownWaitLimit", .number(Double(pendingShutdownWaitLimit))),
             ("keepAliveInterval", .number(Double(keepAliveInterval))), ("publicDir", .string(publicDir)),
             ("logLevel", .string(logLevel)), ("logFile", .string(logFile)), ("logFormat", .string(logFormat)),
+            ("connectionLogRate", .number(Double(connectionLogRate))),
             ("redisUrl", .string(redisUrl)), ("redisHost", .string(redisHost)), ("redisPort", .number(Double(redisPort))),
             ("redisSocket", .string(redisSocket)), ("redisPassword", .string(redisPassword)),
             ("redisPasswordFile", .string(redisPasswordFile)),

@@ -85,6 +85,9 @@ public protocol RoomBus: AnyObject {
     func members(of room: String) async throws -> [RoomMember]
     /// Sends a chat line to the members of `room` on the other workers.
     func publish(room: String, senderID: String, line: [UInt8])
+    /// Whether a `publish` now would reach the other workers (false while Redis is
+    /// unreachable: a `say` is then refused rather than delivered to some members only).
+    var acceptsPublishes: Bool { get }
     /// More has been published than Redis has acknowledged, past a high-water mark: the
     /// worker stops reading from connections that say more until `drained` is called.
     var isCongested: Bool { get }
@@ -92,6 +95,10 @@ public protocol RoomBus: AnyObject {
     func connectionCountChanged(_ count: Int)
     func stats() async throws -> ClusterStats
     func stop()
+}
+
+extension RoomBus {
+    public var acceptsPublishes: Bool { true }
 }
 
 /// The bus of a single worker with no Redis: membership is this worker's alone.

@@ -120,7 +120,7 @@ extension Worker {
         connection.state = .closing
         leaveAllRooms(connection)
         connection.closeReason = .client
-        log.info("connection.close", closeFields(connection, reason: "client closed"))
+        connectionLog.closed(connection, closeFields(connection, reason: "client closed"))
         connection.flush()
     }
 

@@ -6,7 +6,7 @@ extension Worker {
     func handleLine(_ line: UnsafeRawBufferPointer, from connection: Connection) {
         connection.messageCount += 1
         let count = connection.messageCount
-        switch RequestParser.parse(line) {
+        switch RequestParser.parse(line, knownAction: lastAction?.name) {
         case .verb(let verb, let arguments):
             handleVerb(verb, arguments: arguments, from: connection, messageCount: count)
         case .action(let name):

@@ -211,6 +211,10 @@ extension Worker {
         // The limit is on the chat line as sent to each member (JSON escaping makes a
         // control byte six); the message alone already longer is refused before encoding.
         let limit = configuration.maxSayBytes
+        // Redis unreachable: nobody hears it rather than only this worker's members.
+        guard bus.isLocalOnly || bus.acceptsPublishes else {
+            return replyVerb(connection, Self.busUnavailable, .null, messageCount)
+        }
         guard message.utf8.count <= limit, broadcast(room: room, message: message, from: connection, maxLineBytes: limit) else {
             return replyVerb(connection, "message too long: a chat line is at most \(limit) bytes (maxSayBytes), JSON-encoded", .null, messageCount)
         }
@@ -222,6 +226,8 @@ extension Worker {
             heldForBus.append(connection)
         }
     }
+
+    static let busUnavailable = "room bus unavailable: message not sent"
 
     /// The bus took what was published: connections held for it read again.
     func busDrained() {

@@ -19,7 +19,8 @@ extension Worker {
                                                maxOutputBytes: configuration.maxOutputBytes, to: &$0) }
             return true
         }
-        let firstWord = VerbArguments.firstWord(arguments)
+        // Not for say, the hot verb: its message may be long (say splits its own, VerbArguments.say).
+        let firstWord = verb == .say ? "" : VerbArguments.firstWord(arguments)
 
         switch verb {
         case .quit, .exit, .close:

@@ -44,6 +44,8 @@ public final class Worker: BeforeSleepHook {
     @exclusivity(unchecked) var pendingActions = 0
     let publicDirectory: PublicDirectory
     let logActions: Bool
+    /// The connection.open/close lines, bounded per second (`connectionLogRate`).
+    let connectionLog: ConnectionLog
 
     @exclusivity(unchecked) private(set) var isStopping = false
     /// The connection handoff under way (Worker+Handoff.swift), and the channels on which
@@ -66,6 +68,7 @@ public final class Worker: BeforeSleepHook {
         self.serverID = serverID
         self.publicDirectory = PublicDirectory(path: configuration.publicDir)
         self.logActions = log.isEnabled(.debug)
+        self.connectionLog = ConnectionLog(rate: configuration.connectionLogRate)
     }
 
     /// Starts serving on the given listening sockets. `onStopped` runs once every
@@ -130,7 +133,7 @@ public final class Worker: BeforeSleepHook {
         connectionCount += 1
         ProcessMetrics.counters.connectionsOpened += 1
         bus.connectionCountChanged(connectionCount)
-        log.info("connection.open", ["id": connection.id.string, "remote": "\(ip):\(port)"])
+        connectionLog.opened(connection, remote: "\(ip):\(port)")
         if configuration.idleTimeout > 0 { scheduleSweep() }
         let room = configuration.defaultRoom.isEmpty ? nil : configuration.defaultRoom
         connection.send { ReplyWriter.welcome(configuration.welcomeMessage, room: room, to: &$0) }
@@ -201,7 +204,7 @@ public final class Worker: BeforeSleepHook {
         cancelActions(of: connection)
         leaveAllRooms(connection)
         connection.closeReason = CloseReason.classify(reason)
-        log.info("connection.close", closeFields(connection, reason: reason))
+        connectionLog.closed(connection, closeFields(connection, reason: reason))
         connection.flush()
     }
 
@@ -212,7 +215,7 @@ public final class Worker: BeforeSleepHook {
             leaveAllRooms(connection)
             connection.closeReason = CloseReason.classify(reason)
             if reason.hasPrefix("output ") { ProcessMetrics.counters.slowConsumerDisconnects += 1 }
-            log.info("connection.close", closeFields(connection, reason: reason))
+            connectionLog.closed(connection, closeFields(connection, reason: reason))
         }
         release(connection)
     }
@@ -306,12 +309,17 @@ public final class Worker: BeforeSleepHook {
 
     private func flushAll() {
         guard !flushQueue.isEmpty else { return }
-        let queue = flushQueue
-        flushQueue.removeAll(keepingCapacity: true)
-        for connection in queue {
+        // By index, not over a copy: a copy makes `removeAll(keepingCapacity:)` allocate
+        // a new buffer every loop iteration. Connections queued while this runs (a drop
+        // sending to a room) are flushed in the same pass.
+        var index = 0
+        while index < flushQueue.count {
+            let connection = flushQueue[index]
+            index += 1
             connection.isQueuedForFlush = false
             if connection.state != .closed { connection.flush() }
         }
+        flushQueue.removeAll(keepingCapacity: true)
     }
 
     private func scheduleKeepAlive() {
@@ -366,6 +374,7 @@ public final class Worker: BeforeSleepHook {
         sweepTimer = nil
         flushAll()
         bus.stop()
+        connectionLog.flush()
         log.info("server.stopped", [:])
         onStopped()
     }

@@ -15,13 +15,17 @@ public protocol BeforeSleepHook: AnyObject {
     func beforeSleep()
 }
 
-/// Epoll event bits, re-exported so callers need not import the C shim.
+/// Epoll event bits, re-exported so callers need not import the C shim. Literal
+/// constants (Linux's values; `IOEventsTests` checks them against the C shim's): the
+/// shim's `extern const`s cost a `swift_once` per use on the request path.
 public enum IOEvents {
-    public static let readable = HERALD_EPOLLIN
-    public static let writable = HERALD_EPOLLOUT
-    public static let error = HERALD_EPOLLERR
-    public static let hangUp = HERALD_EPOLLHUP
-    public static let readHangUp = HERALD_EPOLLRDHUP
+    @inlinable public static var readable: UInt32 { 0x001 }     // EPOLLIN
+    @inlinable public static var writable: UInt32 { 0x004 }     // EPOLLOUT
+    @inlinable public static var error: UInt32 { 0x008 }        // EPOLLERR
+    @inlinable public static var hangUp: UInt32 { 0x010 }       // EPOLLHUP
+    @inlinable public static var readHangUp: UInt32 { 0x2000 }  // EPOLLRDHUP
+    /// The shim's values, for the test that the literals above are Linux's.
+    public static var systemValues: [UInt32] { [HERALD_EPOLLIN, HERALD_EPOLLOUT, HERALD_EPOLLERR, HERALD_EPOLLHUP, HERALD_EPOLLRDHUP] }
 }
 
 /// One thread's epoll loop: file descriptors, timers, and the Swift concurrency jobs
@@ -57,6 +61,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// Timers in `timers` that were cancelled before their deadline.
     @exclusivity(unchecked) private var cancelledTimers = 0
     @exclusivity(unchecked) private var beforeSleep: [any BeforeSleepHook] = []
+    /// Hooks run after every other: writers of what the others queued (Redis commands).
+    @exclusivity(unchecked) private var lastBeforeSleep: [any BeforeSleepHook] = []
 
     private init() {
         epollFD = herald_epoll_create()
@@ -166,9 +172,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     /// Calls `hook.beforeSleep()` once per loop iteration, after the ready work and
     /// before waiting (used to flush buffered output).
+    /// `last`: after every hook added without it (for a writer of what they queue).
     @LoopActor
-    public func addBeforeSleepHook(_ hook: any BeforeSleepHook) {
-        beforeSleep.append(hook)
+    public func addBeforeSleepHook(_ hook: any BeforeSleepHook, last: Bool = false) {
+        if last { lastBeforeSleep.append(hook) } else { beforeSleep.append(hook) }
     }
 
     // MARK: Running
@@ -198,6 +205,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         while running {
             runJobs()
             for hook in beforeSleep { hook.beforeSleep() }
+            for hook in lastBeforeSleep { hook.beforeSleep() }
             log.flush()
             guard running else { break }
             let timeout = localJobs.isEmpty ? timers.timeoutMilliseconds(now: Clock.monotonicNanos()) : 0

@@ -40,9 +40,10 @@ public enum ReplyWriter {
     /// "messageCount"), then `"error":E` when `error` is not nil, then
     /// `"context":"response","messageCount":n`.
     public static func actionReply(fields: JSONObject, error: String?, messageCount: Int, to out: inout [UInt8]) {
+        if fields.count <= 8 && smallActionReply(fields: fields, error: error, messageCount: messageCount, to: &out) { return }
         out.append(UInt8(ascii: "{"))
         for (key, value) in fields {
-            if key == "error" || key == "context" || key == "messageCount" { continue }
+            if isReservedReplyKey(key) { continue }
             JSONWriter.writeString(key, to: &out)
             out.append(UInt8(ascii: ":"))
             JSONWriter.write(value, to: &out)
@@ -56,6 +57,51 @@ public enum ReplyWriter {
         JSONWriter.appendASCII("\"context\":\"response\",\"messageCount\":", to: &out)
         JSONWriter.writeInt(messageCount, to: &out)
         JSONWriter.appendASCII("}\r\n", to: &out)
+    }
+
+    /// The keys an action's fields may not set (the reply's own).
+    @inline(__always)
+    static func isReservedReplyKey(_ key: String) -> Bool {
+        switch key.utf8.count {
+        case 5: return key == "error"
+        case 7: return key == "context"
+        case 12: return key == "messageCount"
+        default: return false
+        }
+    }
+
+    /// `actionReply` for the common small reply (scalar fields, short strings), assembled
+    /// on the stack and appended with one copy; false (nothing appended) when it does not
+    /// fit in 512 bytes or holds an array, an object or a number in exponent form.
+    static func smallActionReply(fields: JSONObject, error: String?, messageCount: Int, to out: inout [UInt8]) -> Bool {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { buffer -> Bool in
+            var w = ScratchWriter(buffer)
+            w.byte(UInt8(ascii: "{"))
+            for entry in fields.entries {
+                if isReservedReplyKey(entry.key) { continue }
+                w.string(entry.key)
+                w.byte(UInt8(ascii: ":"))
+                switch entry.value {
+                case .number(let d): if !w.number(d) { return false }
+                case .string(let text): w.string(text)
+                case .bool(let flag): if flag { w.ascii("true") } else { w.ascii("false") }
+                case .null: w.ascii("null")
+                case .array, .object: return false
+                }
+                w.byte(UInt8(ascii: ","))
+            }
+            if let error {
+                w.ascii("\"error\":")
+                w.string(error)
+                w.byte(UInt8(ascii: ","))
+            }
+            w.ascii("\"context\":\"response\",\"messageCount\":")
+            w.int(Int64(messageCount))
+            w.ascii("}\r\n")
+            guard !w.overflowed else { return false }
+            out.appendRaw(w.bytes)
+            return true
+        }
     }
 
     /// `{"message":M,"room":R,"from":F,"context":"user","sentAt":ms}`; `from` is a

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Classifies a request line (PROTOCOL.md §4 and §6). Pure: no state, no I/O.
 public enum RequestParser {
     /// The depth limit for JSON request lines.
@@ -5,8 +7,17 @@ public enum RequestParser {
 
     /// `line` is one complete line without its terminator (as `LineFramer` reports).
     public static func parse(_ line: UnsafeRawBufferPointer) -> Request {
+        parse(line, knownAction: nil)
+    }
+
+    /// `parse(_:)`, returning `knownAction` itself (no new string, no UTF-8 check) when
+    /// the line is exactly that action's name: clients repeat the same request.
+    public static func parse(_ line: UnsafeRawBufferPointer, knownAction: String?) -> Request {
         if let first = line.first, first == UInt8(ascii: "{") {
             return parseJSON(line)
+        }
+        if let knownAction, isSpelled(knownAction, by: line), verb(line) == nil {
+            return .action(name: knownAction)
         }
         guard UTF8Validation.isValid(line) else { return .bad(Request.invalidUTF8Text) }
         var space = 0
@@ -19,6 +30,15 @@ public enum RequestParser {
             return .verb(verb, arguments: arguments)
         }
         return .action(name: String(decoding: word, as: UTF8.self))
+    }
+
+    private static func isSpelled(_ name: String, by line: UnsafeRawBufferPointer) -> Bool {
+        guard name.utf8.count == line.count else { return false }
+        var name = name
+        return name.withUTF8 { utf8 in
+            guard let a = utf8.baseAddress, let b = line.baseAddress else { return utf8.isEmpty }
+            return memcmp(a, b, line.count) == 0
+        }
     }
 
     /// The verb spelled by `word`, or nil. No allocation.

@@ -2,8 +2,11 @@
 /// and by HeraldClient (which records the rooms and params its requests changed).
 public enum VerbArguments {
     /// A room name or param key: the first word, up to the first space (`roomAdd a b` joins `a`).
+    /// (No closure: on the request path a closure handed to `Optional.map` can cost a
+    /// run-time isolation check per call.)
     public static func firstWord(_ arguments: String) -> String {
-        arguments.firstIndex(of: " ").map { String(arguments[..<$0]) } ?? arguments
+        if let space = arguments.firstIndex(of: " ") { return String(arguments[..<space]) }
+        return arguments
     }
 
     /// `paramAdd key=value` (the value is the rest of the line, spaces and all) or

@@ -21,6 +21,8 @@ public final class RedisBus: RoomBus {
     public let endpoint: RedisEndpoint
     let commands: RedisClient
     let subscriber: RedisClient
+    /// Notices a subscription that hears nothing (see SubscriptionProbe).
+    let probe: SubscriptionProbe
     private let prefix: [UInt8]
     private let workerIDBytes: [UInt8]
     /// What starts every message this worker publishes (see `BusFrame`).
@@ -77,6 +79,7 @@ public final class RedisBus: RoomBus {
         commands = RedisClient(endpoint: endpoint, name: "bus", commandTimeout: commandTimeout)
         commands.publishHighWater = publishHighWater
         subscriber = RedisClient(endpoint: endpoint, name: "subscriber", commandTimeout: commandTimeout)
+        probe = SubscriptionProbe(channel: endpoint.prefix + "probe:" + self.workerID, publisher: commands, subscriber: subscriber)
     }
 
     public var isLocalOnly: Bool { false }
@@ -94,6 +97,7 @@ public final class RedisBus: RoomBus {
         subscriber.onMessage = { [unowned self] channel, payload in received(channel: channel, payload: payload) }
         commands.start()
         subscriber.start()
+        probe.start()
         scheduleHeartbeat()
     }
 
@@ -107,6 +111,7 @@ public final class RedisBus: RoomBus {
             commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
                            workerIDBytes, Array("1".utf8)]) { _ in }
         }
+        probe.stop()
         commands.stop()
         subscriber.stop()
     }
@@ -152,6 +157,8 @@ public final class RedisBus: RoomBus {
     }
 
     public var isCongested: Bool { commands.isPublishCongested || subscribersBacklogged }
+
+    public var acceptsPublishes: Bool { commands.isReady }
 
     // MARK: Backpressure
     //
@@ -351,6 +358,7 @@ public final class RedisBus: RoomBus {
 
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
+        if channel.count == probe.channelBytes.count, probe.isProbe(channel) { return probe.heard() }
         guard let (origin, sequence, line) = BusFrame.parse(payload) else { return }
         // Our own message: its members were served when it was said (the worker still
         // sees it: a handoff counts positions in the stream).

@@ -15,6 +15,8 @@ import HeraldLoop
 ///   the connection is dropped and rebuilt.
 /// - A subscriber client (`onMessage` set) keeps a desired set of channels and holds it
 ///   across reconnects; use separate clients for subscriptions and commands.
+/// - A `redis-sentinel://` endpoint: before each connect the process's `SentinelResolver`
+///   names the master; the handshake adds `ROLE` and refuses a node that is not one.
 @LoopActor
 public final class RedisClient: EventHandler {
     public enum State: Equatable, Sendable {
@@ -48,6 +50,13 @@ public final class RedisClient: EventHandler {
     private var retryTimer: LoopTimer?
     private var lastReplyAt: UInt64 = 0
     private var failures = 0
+    /// Sentinel endpoints: the node being connected to or connected (the master the
+    /// sentinels named), and whether the master is being asked for now.
+    public private(set) var connectedNode: RedisNode?
+    private var attemptedNode: RedisNode?
+    private var resolving = false
+    /// No logs and no process counts (the resolver's short-lived sentinel connections).
+    var quiet = false
     static let initialBackoff = 100
     static let maximumBackoff = 2_000
 
@@ -67,6 +76,7 @@ public final class RedisClient: EventHandler {
     public func stop() {
         guard state != .stopped else { return }
         state = .stopped
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
         retryTimer?.cancel()
         if let context {
             flushWrites()
@@ -77,8 +87,33 @@ public final class RedisClient: EventHandler {
 
     /// Pushes buffered commands to the socket now (used right before the process exits).
     public func flushWrites() {
-        guard let context, interest & IOEvents.writable != 0 else { return }
+        guard let context, interest & IOEvents.writable != 0 || isQueuedForWrite else { return }
         redisAsyncHandleWrite(context)
+    }
+
+    // Writes are made in the loop's before-sleep pass (RedisWriteFlusher), not on EPOLLOUT.
+    private var isQueuedForWrite = false
+    private var isWriting = false
+    /// How many times EPOLLOUT was armed (a connect, a write the socket did not take).
+    public private(set) var writableWaits = 0
+
+    /// hiredis has a command to write (its addWrite hook). Before the handshake, and when
+    /// a write could not finish, that is EPOLLOUT's job (a connect completes on it).
+    fileprivate func writeWanted() {
+        guard state == .ready, !isWriting else { return changeInterest(add: IOEvents.writable, remove: 0) }
+        guard !isQueuedForWrite else { return }
+        isQueuedForWrite = true
+        RedisWriteFlusher.shared.queue(self)
+    }
+
+    /// Writes what hiredis buffered; what the socket does not take waits for EPOLLOUT.
+    func writeQueued() {
+        guard isQueuedForWrite else { return }
+        isQueuedForWrite = false
+        guard let context, state == .ready else { return }  // a new connection writes on EPOLLOUT
+        isWriting = true
+        redisAsyncHandleWrite(context)  // may free the context (a write error)
+        isWriting = false
     }
 
     // MARK: Commands
@@ -186,7 +221,9 @@ public final class RedisClient: EventHandler {
     }
 
     /// Calls `body` with argc, argv and argvlen pointing into `arguments` (no copies).
-    static func withArgv<R>(_ arguments: [[UInt8]],
+    /// Nonisolated: its closures, handed to the standard library, would otherwise get a
+    /// run-time isolation check each (three per PUBLISH, ~1,300 instructions).
+    nonisolated static func withArgv<R>(_ arguments: [[UInt8]],
                             _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
         let count = arguments.count
         return withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: count) { argv in
@@ -332,10 +369,43 @@ public final class RedisClient: EventHandler {
 
     private func connect() {
         guard state != .stopped else { return }
+        if let resolver = SentinelResolver.resolver(for: endpoint) {
+            // Ask the sentinels where the master is now (at once when already known).
+            guard !resolving else { return }
+            resolving = true
+            resolver.register(self)
+            resolver.resolve { [weak self] node in
+                guard let self, self.resolving else { return }
+                self.resolving = false
+                self.connect(to: node)
+            }
+            return
+        }
+        connect(to: nil)
+    }
+
+    /// Drops the connection and connects again (to the master the sentinels name now),
+    /// without waiting for a pending backoff.
+    public func reconnect(reason: String) {
+        switch state {
+        case .ready, .connecting: drop(reason: reason)
+        case .waiting:
+            guard !resolving else { return }
+            retryTimer?.cancel()
+            backoff = Self.initialBackoff
+            connect()
+        case .idle, .stopped: break
+        }
+    }
+
+    private func connect(to node: RedisNode?) {
+        guard state != .stopped else { return }
+        attemptedNode = node
         let made: UnsafeMutablePointer<redisAsyncContext>?
         switch endpoint.address {
         case .tcp(let host, let port): made = redisAsyncConnect(host, Int32(port))
         case .unix(let path): made = redisAsyncConnectUnix(path)
+        case .sentinel: made = node.map { redisAsyncConnect($0.host, Int32($0.port)) } ?? nil
         }
         guard let made else {
             return connectionFailed("cannot allocate a hiredis context")
@@ -363,6 +433,7 @@ public final class RedisClient: EventHandler {
         var handshake: [[[UInt8]]] = []
         if !steps.isEmpty { handshake.append(steps) }
         if endpoint.database != 0 { handshake.append([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) }
+        if node != nil { handshake.append([Array("ROLE".utf8)]) }  // the sentinels' answer may be stale
         handshake.append([Array("PING".utf8)])
         for (index, command) in handshake.enumerated() {
             let isLast = index == handshake.count - 1
@@ -372,7 +443,11 @@ public final class RedisClient: EventHandler {
                 case .success(.error(let message)):
                     self.lastError = "\(command.first.map { String(decoding: $0, as: UTF8.self) } ?? "") failed: \(message)"
                     self.drop(reason: self.lastError)
-                case .success:
+                case .success(let reply):
+                    if let node, command.first == Array("ROLE".utf8), !Self.isMaster(role: reply) {
+                        self.lastError = "\(node) is not a master (ROLE); asking the sentinels again"
+                        return self.drop(reason: self.lastError)
+                    }
                     if isLast { self.becameReady() }
                 case .failure:
                     break  // the cleanup hook reports the loss
@@ -383,7 +458,7 @@ public final class RedisClient: EventHandler {
 
     /// Keeps the process's Redis counts for `/metrics` and `/health` (ProcessMetrics).
     private func noteStateChange(from old: State) {
-        guard old != state else { return }
+        guard old != state, !quiet else { return }
         if old == .idle && state != .stopped { ProcessMetrics.redisClients += 1 }
         if state == .stopped && old != .idle { ProcessMetrics.redisClients -= 1 }
         if old == .ready { ProcessMetrics.redisClientsReady -= 1 }
@@ -397,7 +472,16 @@ public final class RedisClient: EventHandler {
     private func becameReady() {
         state = .ready
         backoff = Self.initialBackoff
-        log.info("redis.connected", ["client": name, "redis": endpoint.description])
+        connectedNode = attemptedNode
+        if !quiet {
+            if let connectedNode {
+                log.info("redis.connected", ["client": name, "redis": endpoint.description, "node": connectedNode.description,
+                                             "role": "master"])
+            } else {
+                log.info("redis.connected", ["client": name, "redis": endpoint.description])
+            }
+            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" } ?? Self.nodeName(endpoint)
+        }
         failures = 0
         for key in Array(channels.keys) { pump(key) }
         onReady?()
@@ -409,7 +493,11 @@ public final class RedisClient: EventHandler {
         let wasReady = state == .ready
         state = .waiting
         failures += 1
-        if wasReady || failures == 1 {
+        if let node = attemptedNode { SentinelResolver.resolver(for: endpoint)?.forget(node) }
+        attemptedNode = nil
+        connectedNode = nil
+        if !quiet { ProcessMetrics.redisNodes[name] = nil }
+        if !quiet && (wasReady || failures == 1) {
             log.warn("redis.down", ["client": name, "redis": endpoint.description, "error": reason,
                                     "retryMs": String(backoff)])
         }
@@ -452,6 +540,7 @@ public final class RedisClient: EventHandler {
         guard let context else { return }
         let wanted = (interest | add) & ~remove
         guard wanted != interest || registeredFD < 0 else { return }
+        if wanted & ~interest & IOEvents.writable != 0 { writableWaits += 1 }
         let fd = context.pointee.c.fd
         if registeredFD < 0 {
             guard wanted != 0 else { return }
@@ -481,6 +570,23 @@ public final class RedisClient: EventHandler {
     }
 
     fileprivate func noteReply() { lastReplyAt = Clock.monotonicNanos() }
+    /// When anything last came back on this connection (monotonic nanoseconds).
+    public var lastReplyNanos: UInt64 { lastReplyAt }
+
+    /// A `ROLE` reply of a master: `["master", offset, replicas]`.
+    nonisolated static func isMaster(role reply: RedisReply) -> Bool {
+        guard case .array(let items) = reply, case .string(let role)? = items.first else { return false }
+        return role == Array("master".utf8)
+    }
+
+    /// The node a plain endpoint names, for `herald status`.
+    static func nodeName(_ endpoint: RedisEndpoint) -> String {
+        switch endpoint.address {
+        case .tcp(let host, let port): return RedisNode(host: host, port: port).description
+        case .unix(let path): return path
+        case .sentinel(_, let master): return master
+        }
+    }
 
     /// 4 × 16 KB an event, as much as one client read: more (64 were tried) batches so much
     /// delivery before the next flush that fan-out latency suffers.
@@ -588,7 +694,7 @@ private let redisHookDelRead: @convention(c) (UnsafeMutableRawPointer?) -> Void 
 }
 private let redisHookAddWrite: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
     nonisolated(unsafe) let data = data
-    LoopActor.assumeIsolated { client(data).changeInterest(add: IOEvents.writable, remove: 0) }
+    LoopActor.assumeIsolated { client(data).writeWanted() }
 }
 private let redisHookDelWrite: @convention(c) (UnsafeMutableRawPointer?) -> Void = { data in
     nonisolated(unsafe) let data = data

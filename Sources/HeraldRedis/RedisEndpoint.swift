@@ -5,6 +5,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     public enum Address: Sendable, Equatable {
         case tcp(host: String, port: Int)
         case unix(path: String)
+        /// The master that `master` names, as the sentinels say (see SentinelResolver).
+        case sentinel(nodes: [RedisNode], master: String)
     }
 
     public var address: Address
@@ -48,6 +50,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             }
             return endpoint
         }
+        if url.hasPrefix(sentinelScheme) { return try parseSentinel(url: url, prefix: prefix) }
         guard url.hasPrefix("redis://") else { throw fail("unknown scheme") }
         var rest = Substring(url.dropFirst("redis://".count))
         var password: String?
@@ -118,6 +121,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             let shown = host.contains(":") ? "[\(host)]" : host
             return "redis://\(login)\(shown):\(port)/\(database)"
         case .unix(let path): return "unix://\(path)?db=\(database)" + (password == nil ? "" : "&password=***")
+        case .sentinel(let nodes, let master):
+            return "\(Self.sentinelScheme)\(login)\(nodes.map(\.description).joined(separator: ","))/\(database)#\(master)"
         }
     }
 

@@ -108,7 +108,8 @@ enum StatusTable {
         for case .object(let worker) in object["workers"]?.arrayValue ?? [] {
             lines.append(pad([number(worker["index"]), number(worker["pid"]), worker["state"]?.stringValue ?? "-",
                               seconds(worker["uptime"]), number(worker["connections"]), number(worker["rooms"]),
-                              worker["serverId"]?.stringValue ?? "-"]))
+                              (worker["serverId"]?.stringValue ?? "-")
+                                + (worker["redisNode"]?.stringValue.map { "  redis \($0)" } ?? "")]))
         }
         return lines.joined(separator: "\n")
     }

@@ -80,15 +80,16 @@ struct HardeningRoomTests {
                 #expect(reply["status"]?.stringValue?.hasPrefix("the room could not be joined") == true, "\(reply)")
                 #expect(reply["messageCount"]?.intValue == Int64(n))
             }
-            // A failed leave: answered with an error, and alice is still in R and hears it.
+            // A failed leave: answered with an error, and alice is still in R. (A say while
+            // Redis is down is refused rather than heard by this worker's members only: issue 11.)
             try alice.send("roomLeave R")
             let leave = try alice.readJSON()
             #expect(leave["data"]?.boolValue == false)
             #expect(leave["status"]?.stringValue?.hasPrefix("the room could not be left") == true, "\(leave)")
             #expect(try Self.details(alice) == ["R"])
             try carol.send("say R still here")
-            _ = try carol.readLine()
-            #expect(try alice.readJSON()["message"]?.stringValue == "still here")
+            #expect(try carol.readJSON()["status"]?.stringValue == "room bus unavailable: message not sent")
+            try alice.expectNoData(for: 0.2)
 
             // Redis back: the same join and leave succeed.
             try redis.start()
