@@ -66,19 +66,15 @@ enum Bookkeeping: Sendable {
         switch request {
         case .verb(let verb, let arguments):
             switch verb {
+            // The server's own rules (VerbArguments): `roomAdd a b` joins `a`.
             case .paramAdd:
-                if let eq = arguments.firstIndex(of: "=") {
-                    self = .paramSet(String(arguments[..<eq]), String(arguments[arguments.index(after: eq)...]))
-                } else {
-                    let words = arguments.split(separator: " ", omittingEmptySubsequences: false)
-                    guard let key = words.first, !key.isEmpty else { self = .none; return }
-                    self = .paramSet(String(key), words.count > 1 ? String(words[1]) : "")
-                }
-            case .paramDelete: self = .paramDelete(arguments)
+                guard let (key, value) = VerbArguments.paramAdd(arguments) else { self = .none; return }
+                self = .paramSet(key, value)
+            case .paramDelete: self = .paramDelete(VerbArguments.firstWord(arguments))
             case .paramsDelete: self = .paramsDelete
-            case .roomAdd, .listenToRoom: self = .roomJoin(arguments)
-            case .roomLeave, .silenceRoom: self = .roomLeave(arguments)
-            case .roomChange: self = .roomChange(arguments)
+            case .roomAdd, .listenToRoom: self = .roomJoin(VerbArguments.firstWord(arguments))
+            case .roomLeave, .silenceRoom: self = .roomLeave(VerbArguments.firstWord(arguments))
+            case .roomChange: self = .roomChange(VerbArguments.firstWord(arguments))
             default: self = .none
             }
         case .action(let name):

@@ -1,4 +1,5 @@
 import Glibc
+import HeraldCore
 import HeraldLoop
 import HeraldProtocol
 
@@ -20,6 +21,8 @@ final class OperationWaiter {
     /// Reload: the rolling replacement has ended (every slot has its new worker).
     var replacementEnded = false
     var timer: LoopTimer?
+    /// The cluster's handoff counts when the command began (its result says what moved).
+    var handoffAtStart = HandoffCounts()
 
     init(kind: Kind, reply: ControlReply, old: Set<pid_t>) {
         self.kind = kind
@@ -70,6 +73,7 @@ extension Supervisor {
 
     func wait(_ waiter: OperationWaiter, timeoutMilliseconds: Int?) {
         let timeout = timeoutMilliseconds ?? defaultWaitMilliseconds
+        waiter.handoffAtStart = handoffTotals
         waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, weak waiter] in
             guard let self, let waiter else { return }
             self.finish(waiter, error: "timed out after \(timeout / 1000) s waiting for the \(waiter.name) to finish; it goes on (see `herald status` and the log)")
@@ -130,8 +134,12 @@ extension Supervisor {
             summary = "the new supervisor (pid \(upgrade?.pid ?? 0)) serves; \(waiter.old.count) old workers handed over and exited"
             fields.append(("pid", .number(Double(upgrade?.pid ?? 0))))
         }
-        // The handoff's counters, once workers report them, would say how many
-        // connections moved and how many were drained; today every one is drained.
+        let handoff = handoffTotals
+        let moved = handoff.handedOver - waiter.handoffAtStart.handedOver
+        let drained = handoff.drained - waiter.handoffAtStart.drained
+        summary += "; \(moved) connections handed over, \(drained) drained"
+        fields.append(("handedOver", .number(Double(moved))))
+        fields.append(("drained", .number(Double(drained))))
         fields.append(("summary", .string(summary)))
         waiter.reply.send(error: nil, fields)
     }

@@ -83,6 +83,8 @@ public final class Supervisor {
     public var upgradeDescriptors: [(variable: String, fd: Int32)] = []
     public var upgradeRefusal: String?
     private var servingAnnounced = false
+    /// Handoff counts of the workers that have exited (the live ones report their own).
+    var exitedHandoffs = HandoffCounts()
 
     public init(options: Options, sockets: SlotSockets) {
         self.options = options
@@ -144,7 +146,10 @@ public final class Supervisor {
             let index = slots.count - 1
             restartTimers.removeValue(forKey: index)?.cancel()
             reloadQueue.removeAll { $0 == index }
-            if let worker = slots.removeLast() { drain(worker, reason: "scale down") }
+            if let worker = slots.removeLast() {
+                // Its connections move to the workers that stay (Supervisor+Handoff.swift).
+                handOff(from: worker, to: slots.compactMap { $0 }.filter { $0.state == .running }, reason: "scale down")
+            }
             sockets.release(slot: index)
         }
     }
@@ -191,6 +196,7 @@ public final class Supervisor {
             ("stopping", .bool(stopping)),
         ])
         for (key, value) in statusFields { supervisor[key] = value }
+        supervisor["handoff"] = handoffStatus
         let workers = processes.values.sorted { ($0.index, $0.startedAt) < ($1.index, $1.startedAt) }.map(\.asJSON)
         return .object(JSONObject([("supervisor", .object(supervisor)), ("workers", .array(workers))]))
     }
@@ -296,8 +302,18 @@ public final class Supervisor {
         worker.totalActions = report.totalActions
         worker.counters = report.counters
         worker.redisUp = report.redisUp
+        worker.handoff = report.handoff
         worker.redisNode = report.redisNode
         worker.hasReported = true
+        guard report.protocolVersion == ControlProtocol.version else {
+            // Another binary's worker: it must not be given connections or commands.
+            guard worker.state == .starting else { return }
+            log.error("worker.control.version", ["pid": String(worker.pid), "received": String(report.protocolVersion ?? 0),
+                                                 "expected": String(ControlProtocol.version),
+                                                 "action": "refusing the worker: the supervisor and the worker binary do not match"])
+            worker.signal(SIGKILL)
+            return
+        }
         guard report.kind == .ready, worker.state == .starting else { return }
         worker.state = .running
         worker.readyTimer?.cancel()
@@ -313,7 +329,7 @@ public final class Supervisor {
         if worker === replacement {
             // The new worker accepts: now the old one of its slot may drain.
             replacement = nil
-            if let old = slots[worker.index], old !== worker { drain(old, reason: "reload") }
+            if let old = slots[worker.index], old !== worker { handOff(from: old, to: [worker], reason: "reload") }
             slots[worker.index] = worker
             log.info("cluster.reload.step", ["index": String(worker.index), "pid": String(worker.pid)])
             replaceNext()
@@ -343,16 +359,22 @@ public final class Supervisor {
     }
 
     func drain(_ worker: WorkerProcess, reason: String) {
-        guard worker.state != .draining else { return }
+        guard markDraining(worker, reason: reason) else { return }
+        worker.signal(SIGTERM)
+    }
+
+    /// The worker is told to stop (a drain or a handoff): it gets the drain time, then is killed.
+    func markDraining(_ worker: WorkerProcess, reason: String) -> Bool {
+        guard worker.state != .draining else { return false }
         worker.state = .draining
         worker.readyTimer?.cancel()
         log.info("worker.stopping", ["index": String(worker.index), "pid": String(worker.pid), "reason": reason])
-        worker.signal(SIGTERM)
         worker.killTimer = EventLoop.current.schedule(afterMilliseconds: options.drainTimeoutMilliseconds + 5_000) { [weak worker] in
             guard let worker else { return }
             log.warn("worker.kill", ["pid": String(worker.pid), "reason": "did not drain in time"])
             worker.signal(SIGKILL)
         }
+        return true
     }
 
     /// Reaps exited children (on SIGCHLD).
@@ -374,6 +396,10 @@ public final class Supervisor {
     private func exited(_ worker: WorkerProcess, status: Int32) {
         worker.readyTimer?.cancel()
         worker.killTimer?.cancel()
+        worker.readRemainingReports()
+        exitedHandoffs.handedOver += worker.handoff.handedOver
+        exitedHandoffs.drained += worker.handoff.drained
+        exitedHandoffs.adopted += worker.handoff.adopted
         worker.closeChannel()
         retire(worker)
         let description = ProcessSpawner.describe(waitStatus: status)

@@ -1,3 +1,4 @@
+import CHeraldSystem
 import Glibc
 import HeraldCore
 import HeraldLoop
@@ -26,6 +27,7 @@ final class WorkerProcess: EventHandler {
     /// Its last report's counters and Redis state (for `/metrics` and `/health`).
     var counters = WorkerCounters()
     var redisUp: Bool?
+    var handoff = HandoffCounts()
     var redisNode: String?
     var hasReported = false
     var readyTimer: LoopTimer?
@@ -42,6 +44,39 @@ final class WorkerProcess: EventHandler {
         self.controlFD = controlFD
         self.supervisor = supervisor
         try EventLoop.current.register(fd: controlFD, events: IOEvents.readable | IOEvents.readHangUp, handler: self)
+        _ = sendControl("\(ControlProtocol.hello) \(ControlProtocol.version)\n")
+    }
+
+    /// Sends a command line (ControlProtocol), with descriptors attached; false when the
+    /// worker's channel is gone.
+    func sendControl(_ line: String, descriptors: [Int32] = []) -> Bool {
+        guard channelOpen else { return false }
+        let bytes = Array(line.utf8)
+        var offset = 0
+        do {
+            offset = try DescriptorPassing.send(on: controlFD, bytes: bytes, descriptors: descriptors)
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.send(controlFD, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+                guard n > 0 else { return false }
+                offset += n
+            }
+        } catch {
+            log.warn("worker.control.failed", ["pid": String(pid), "error": error.description])
+            return false
+        }
+        return true
+    }
+
+    /// Reads the reports still waiting on the channel (the last one of a worker that just exited).
+    func readRemainingReports() {
+        guard channelOpen else { return }
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(controlFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            guard n > 0 else { break }
+            pending.append(contentsOf: buffer[0..<n])
+        }
+        parseReports()
     }
 
     func handleEvents(_ events: UInt32) {
@@ -53,6 +88,10 @@ final class WorkerProcess: EventHandler {
             return
         }
         pending.append(contentsOf: buffer[0..<n])
+        parseReports()
+    }
+
+    private func parseReports() {
         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
             let line = Array(pending[..<newline])
             pending.removeSubrange(...newline)
@@ -80,6 +119,8 @@ final class WorkerProcess: EventHandler {
             ("state", .string(state.rawValue)), ("uptime", .number(Double(Clock.wallMillis() - startedAt))),
             ("connections", .number(Double(connections))), ("rooms", .number(Double(rooms))),
             ("totalActions", .number(Double(totalActions))),
+            ("handedOver", .number(Double(handoff.handedOver))), ("drained", .number(Double(handoff.drained))),
+            ("adopted", .number(Double(handoff.adopted))),
             ("redisUp", redisUp.map(JSON.bool) ?? .null), ("redisNode", redisNode.map(JSON.string) ?? .null),
         ]))
     }

@@ -15,11 +15,17 @@ public struct WorkerReport: Sendable, Equatable {
     public var counters = WorkerCounters()
     /// Whether its Redis clients are connected; nil when it uses no Redis.
     public var redisUp: Bool?
+    /// The control protocol the worker speaks (`ControlProtocol.version`); nil from a
+    /// worker older than the versioned protocol.
+    public var protocolVersion: Int? = ControlProtocol.version
+    /// Its handoff counts (connections handed over, drained instead, adopted).
+    public var handoff = HandoffCounts()
     /// The Redis node its clients are on (`host:port`, with ` master` when checked by ROLE).
     public var redisNode: String?
 
     public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int,
-                counters: WorkerCounters = WorkerCounters(), redisUp: Bool? = nil) {
+                counters: WorkerCounters = WorkerCounters(), redisUp: Bool? = nil, handoff: HandoffCounts = HandoffCounts()) {
+        self.handoff = handoff
         self.counters = counters
         self.redisUp = redisUp
         self.kind = kind
@@ -37,6 +43,9 @@ public struct WorkerReport: Sendable, Equatable {
             ("totalActions", .number(Double(totalActions))),
             ("redisUp", redisUp.map(JSON.bool) ?? .null), ("redisNode", redisNode.map(JSON.string) ?? .null),
             ("metrics", counters.asJSON),
+            ("protocol", .number(Double(protocolVersion ?? 0))),
+            ("handedOver", .number(Double(handoff.handedOver))), ("drained", .number(Double(handoff.drained))),
+            ("adopted", .number(Double(handoff.adopted))),
         ]), to: &out)
         out.append(UInt8(ascii: "\n"))
         return out
@@ -54,5 +63,9 @@ public struct WorkerReport: Sendable, Equatable {
         if case .bool(let up)? = object["redisUp"] { redisUp = up }
         redisNode = object["redisNode"]?.stringValue
         counters = WorkerCounters(json: object["metrics"])
+        protocolVersion = object["protocol"]?.numberValue.map { Int($0) }
+        handoff.handedOver = Int(object["handedOver"]?.numberValue ?? 0)
+        handoff.drained = Int(object["drained"]?.numberValue ?? 0)
+        handoff.adopted = Int(object["adopted"]?.numberValue ?? 0)
     }
 }

@@ -23,6 +23,7 @@ public final class Connection: EventHandler {
         static let outputBacklog   = InputHolds(rawValue: 1 << 0)  // its output is over the high-water mark
         static let busBacklog      = InputHolds(rawValue: 1 << 1)  // its says outpace the Redis bus
         static let roomOperations  = InputHolds(rawValue: 1 << 2)  // too many room operations in flight
+        static let handoff         = InputHolds(rawValue: 1 << 3)  // moving to another worker (Worker+Handoff.swift)
     }
 
     unowned(unsafe) let worker: Worker  // the worker outlives its connections
@@ -69,6 +70,8 @@ public final class Connection: EventHandler {
     /// The async actions running for this connection (a list through the calls),
     /// cancelled when it closes.
     @exclusivity(unchecked) var runningCalls: ActionCall?
+    /// Set on a connection adopted in a handoff while its chat catches up (Worker+ChatHandoff.swift).
+    @exclusivity(unchecked) var chatCatchUp: ChatCatchUp?
 
     // Output.
     @exclusivity(unchecked) var output: [UInt8] = []
@@ -88,13 +91,14 @@ public final class Connection: EventHandler {
     @exclusivity(unchecked) var files: [PendingFile] = []
     @exclusivity(unchecked) var fileQueueBytes = 0
 
-    init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int) {
+    init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int,
+         connectedAt: Int? = nil) {
         self.worker = worker
         self.transport = transport
         self.id = id
         self.remoteIP = remoteIP
         self.remotePort = remotePort
-        self.connectedAt = Clock.wallMillis()
+        self.connectedAt = connectedAt ?? Clock.wallMillis()
         self.framer = LineFramer(maxLineBytes: maxLineBytes)
         self.lastInputAt = Clock.monotonicMillis
     }

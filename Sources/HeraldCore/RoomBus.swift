@@ -12,6 +12,24 @@ public struct RoomMember: Sendable, Equatable {
     }
 }
 
+/// A message from the bus as the worker sees it: its identity (origin worker and that
+/// worker's sequence number) besides its room and line. Views valid during the call only.
+public struct BusMessage {
+    public let origin: UnsafeRawBufferPointer
+    public let sequence: UInt64
+    /// Published by this worker (its members were served when it was said).
+    public let isOwn: Bool
+    /// A marker (`publishMarker`): a position in the room's stream, not chat.
+    public let isMarker: Bool
+
+    public init(origin: UnsafeRawBufferPointer, sequence: UInt64, isOwn: Bool, isMarker: Bool) {
+        self.origin = origin
+        self.sequence = sequence
+        self.isOwn = isOwn
+        self.isMarker = isMarker
+    }
+}
+
 /// Counts across the whole cluster, for the `status` action.
 public struct ClusterStats: Sendable, Equatable {
     public var connections: Int
@@ -37,12 +55,27 @@ public protocol RoomBus: AnyObject {
     /// `deliver`: where messages from other workers go: `line` is the complete chat line
     /// to send to the worker's members of `room` (valid during the call only; not copied).
     /// `drained`: called when the bus stops being congested (see `isCongested`).
-    func start(membership: Membership, deliver: @escaping @LoopActor (_ room: String, _ line: UnsafeRawBufferPointer) -> Void,
+    /// Every message of the rooms the worker receives comes to `deliver`, its own echoes
+    /// and markers included (`BusMessage` says which).
+    func start(membership: Membership, deliver: @escaping @LoopActor (_ room: String, _ line: UnsafeRawBufferPointer, _ message: BusMessage) -> Void,
                drained: @escaping @LoopActor () -> Void)
+    /// This worker's id as bus messages name their origin.
+    var originID: [UInt8] { get }
+    /// The sequence number of the last message this worker published (0: none yet).
+    var lastPublishedSequence: UInt64 { get }
+    /// Publishes a marker in `room` (a handoff's position); returns its sequence number.
+    func publishMarker(room: String) -> UInt64
+    /// Receives `room`'s messages (a handoff's successor, before the members arrive; the
+    /// caller keeps an interest in the room meanwhile with `Membership.beginJoin`).
+    func subscribe(room: String) async throws
     /// Makes `member` visible in `room` on every worker, and this worker a receiver of the
     /// room's messages, before returning. The worker records the member afterwards, and
     /// counts the join in `Membership.beginJoin` meanwhile.
     func join(room: String, member: RoomMember) async throws
+    /// Members handed over from another worker (a connection handoff): their entries in
+    /// `room` now name this worker, in one step (never missing from the room meanwhile),
+    /// and this worker receives the room's messages, before returning.
+    func adopt(room: String, members: [RoomMember]) async throws
     /// Removes `memberID` from `room` everywhere. `lastHere`: no other member (nor join on
     /// its way) is left in the room on this worker.
     func leave(room: String, memberID: String, lastHere: Bool) async throws
@@ -77,10 +110,15 @@ public final class InProcessBus: RoomBus {
     public init() {}
 
     public var isLocalOnly: Bool { true }
-    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void,
+    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void,
                       drained: @escaping @LoopActor () -> Void) {}
+    public var originID: [UInt8] { [0] }
+    public var lastPublishedSequence: UInt64 { 0 }
+    public func publishMarker(room: String) -> UInt64 { 0 }
+    public func subscribe(room: String) async throws {}
     public func join(room: String, member: RoomMember) async throws {}
     public func leave(room: String, memberID: String, lastHere: Bool) async throws {}
+    public func adopt(room: String, members: [RoomMember]) async throws {}
     public func roomVacated(_ room: String) {}
     public func members(of room: String) async throws -> [RoomMember] { [] }
     public func publish(room: String, senderID: String, line: [UInt8]) {}

@@ -29,7 +29,8 @@ extension Worker {
             connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) },
                             tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
         }
-        if isStopping { return refuse("the server is shutting down") }
+        // (A connection waiting for its handoff is still open and served.)
+        if isStopping && connection.state != .open { return refuse("the server is shutting down") }
         if connection.pendingActions >= configuration.simultaneousActions { return refuse("you have too many pending requests") }
         guard let action = lookUpAction(name) else {
             return refuse("Error: \(name.isEmpty ? "{no action}" : name) is not a known action.")

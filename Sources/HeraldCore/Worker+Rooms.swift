@@ -205,21 +205,9 @@ extension Worker {
         guard let current = connection.currentRoom else {
             return replyVerb(connection, "connection not in a room", .null, messageCount)
         }
-        var room = current
-        var message = arguments
-        // Split on the first space by bytes (a Character search would run grapheme
-        // breaking over the whole message).
-        let utf8 = arguments.utf8
-        if let space = utf8.firstIndex(of: UInt8(ascii: " ")) {
-            let rest = utf8[utf8.index(after: space)...]
-            if !rest.isEmpty {
-                let word = String(Substring(utf8[..<space]))
-                if connection.isMember(of: word) {
-                    room = word
-                    message = String(Substring(rest))
-                }
-            }
-        }
+        let split = VerbArguments.say(arguments) { connection.isMember(of: $0) }
+        let room = split.room ?? current
+        let message = split.message
         // The limit is on the chat line as sent to each member (JSON escaping makes a
         // control byte six); the message alone already longer is refused before encoding.
         let limit = configuration.maxSayBytes
@@ -257,6 +245,13 @@ extension Worker {
         ReplyWriter.chat(message: message, room: room, from: senderID.map(JSON.string) ?? .number(0),
                          sentAt: Clock.wallMillis(), to: &line)
         guard line.count <= maxLineBytes else { return false }
+        if let chat = chatHandoff, chat.deliversFromEcho(room) {
+            // Members are arriving from a handoff: everyone here hears it at its place in
+            // the room's stream, from the echo (Worker+ChatHandoff.swift).
+            bus.publish(room: room, senderID: senderID ?? "0", line: line)
+            chat.noteOwnSay(sequence: bus.lastPublishedSequence, sender: sender)
+            return true
+        }
         deliver(room: room, line: line, except: sender)
         if !bus.isLocalOnly { bus.publish(room: room, senderID: senderID ?? "0", line: line) }
         return true

@@ -2,13 +2,6 @@ import HeraldLoop
 import HeraldProtocol
 
 extension Worker {
-    /// The arguments up to the first space. Nonisolated, with no closure: an isolated
-    /// closure handed to `Optional.map` costs a run-time isolation check per call.
-    nonisolated static func firstWord(of arguments: String) -> String {
-        if let space = arguments.firstIndex(of: " ") { return String(arguments[..<space]) }
-        return arguments
-    }
-
     func handleVerb(_ verb: Verb, arguments: String, from connection: Connection, messageCount: Int) {
         func reply(_ status: String, _ data: JSON?) {
             connection.send({ ReplyWriter.verbReply(status: status, data: data, messageCount: messageCount, to: &$0) },
@@ -26,8 +19,8 @@ extension Worker {
                                                maxOutputBytes: configuration.maxOutputBytes, to: &$0) }
             return true
         }
-        // Not for say, the hot verb: its message may be long, and the search is by Character.
-        let firstWord = verb == .say ? "" : Self.firstWord(of: arguments)
+        // Not for say, the hot verb: its message may be long (say splits its own, VerbArguments.say).
+        let firstWord = verb == .say ? "" : VerbArguments.firstWord(arguments)
 
         switch verb {
         case .quit, .exit, .close:
@@ -120,15 +113,7 @@ extension Worker {
 
     /// `key=value with spaces` → (key, "value with spaces"); `key value more` → (key, "value").
     nonisolated static func parseParamAdd(_ arguments: String) -> (String, String)? {
-        let words = arguments.split(separator: " ", omittingEmptySubsequences: false)
-        guard let first = words.first else { return nil }
-        if let equals = first.firstIndex(of: "=") {
-            let key = String(first[..<equals])
-            guard !key.isEmpty else { return nil }
-            return (key, String(arguments[arguments.index(after: equals)...]))
-        }
-        guard !first.isEmpty else { return nil }
-        return (String(first), words.count > 1 ? String(words[1]) : "")
+        VerbArguments.paramAdd(arguments).map { ($0.key, $0.value) }
     }
 
     func details(of connection: Connection) -> JSONObject {

@@ -48,6 +48,13 @@ public final class Worker: BeforeSleepHook {
     let connectionLog: ConnectionLog
 
     @exclusivity(unchecked) private(set) var isStopping = false
+    /// The connection handoff under way (Worker+Handoff.swift), and the channels on which
+    /// connections of replaced workers arrive.
+    var handoff: HandoffSender?
+    var receivers: [HandoffReceiver] = []
+    public internal(set) var handoffCounts = HandoffCounts()
+    /// Chat across a handoff (Worker+ChatHandoff.swift): nil unless one is under way.
+    var chatHandoff: ChatHandoff?
     @exclusivity(unchecked) private var stopTimer: LoopTimer?
     @exclusivity(unchecked) private var keepAliveTimer: LoopTimer?
     @exclusivity(unchecked) private var onStopped: (@LoopActor () -> Void)?
@@ -70,7 +77,10 @@ public final class Worker: BeforeSleepHook {
         self.onStopped = onStopped
         EventLoop.current.addBeforeSleepHook(self)
         bus.start(membership: membership,
-                  deliver: { [unowned self] room, line in self.deliver(room: room, bytes: line, except: nil) },
+                  deliver: { [unowned self] room, line, message in
+                      if let chat = self.chatHandoff { return chat.received(room: room, line: line, message) }
+                      if !message.isOwn && !message.isMarker { self.deliver(room: room, bytes: line, except: nil) }
+                  },
                   drained: { [unowned self] in self.busDrained() })
         for socket in sockets {
             let listener = Listener(socket: socket, worker: self)
@@ -233,6 +243,37 @@ public final class Worker: BeforeSleepHook {
          "actions": String(connection.totalActions), "durationMs": String(Clock.wallMillis() - connection.connectedAt)]
     }
 
+    /// Adds a connection to the worker's table (accepted, or adopted in a handoff).
+    func attach(_ connection: Connection) {
+        let index = Int(connection.fd)
+        if index >= connections.count {
+            connections.append(contentsOf: repeatElement(nil, count: index + 1 - connections.count))
+        }
+        connections[index] = connection
+        connectionCount += 1
+        bus.connectionCountChanged(connectionCount)
+    }
+
+    /// Lets go of a connection sent to a successor: not closed, not left (its rooms'
+    /// members move in Redis, not leave); its socket stays open until the successor
+    /// acknowledged it (the handoff closes it).
+    func detachForHandoff(_ connection: Connection) {
+        for room in connection.rooms.names {
+            membership.remove(connection, from: room)
+            if membership.interest(in: room) == 0 { bus.roomVacated(room) }
+        }
+        connection.state = .closed
+        connection.lingerTimer?.cancel()
+        connection.halfCloseTimer?.cancel()
+        EventLoop.current.unregister(fd: connection.fd)
+        connections[Int(connection.fd)] = nil
+        connection.closeFiles()
+        outputBuffers.give(&connection.output)
+        connection.outputSent = 0
+        connectionCount -= 1
+        bus.connectionCountChanged(connectionCount)
+    }
+
     // MARK: Output
 
     public func beforeSleep() {
@@ -303,10 +344,15 @@ public final class Worker: BeforeSleepHook {
         for listener in listeners { listener.stop() }
         keepAliveTimer?.cancel()
         for case let connection? in connections where connection.isOpen {
+            if let handoff {
+                if handoff.take(connection) { continue }
+                handoffCounts.drained += 1
+            }
             sayGoodbyeWhenIdle(connection, reason: "server shutdown")
         }
         stopTimer = EventLoop.current.schedule(afterMilliseconds: configuration.pendingShutdownWaitLimit) { [weak self] in
             guard let self else { return }
+            self.handoff?.giveUp(reason: "actions still running at pendingShutdownWaitLimit (\(self.configuration.pendingShutdownWaitLimit) ms)")
             for case let connection? in self.connections where connection.isOpen {
                 self.sayGoodbye(connection, reason: connection.goodbyeReason ?? "server shutdown")
             }
@@ -320,8 +366,8 @@ public final class Worker: BeforeSleepHook {
         closeIfAnswered(connection)
     }
 
-    private func finishStopping() {
-        guard let onStopped else { return }
+    func finishStopping() {
+        guard handoffIsIdle, let onStopped else { return }
         self.onStopped = nil
         stopTimer?.cancel()
         sweepTimer?.cancel()

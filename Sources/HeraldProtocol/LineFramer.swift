@@ -180,6 +180,23 @@ public struct LineFramer {
         }
     }
 
+    /// Every byte received but not parsed yet, in order: the input a `.hold` kept, or the
+    /// start of an unfinished line (a connection handoff carries it to the next process).
+    public var unparsed: [UInt8] {
+        hasHeldInput ? Array(held[heldStart...]) : partial
+    }
+
+    /// A framer that goes on where another left off (`unparsed`, `isDiscarding`): the
+    /// bytes are held, to be parsed by `resume` like any held input.
+    public init(maxLineBytes: Int, resuming unparsed: [UInt8], discarding: Bool) {
+        self.init(maxLineBytes: maxLineBytes)
+        self.discarding = discarding
+        if !unparsed.isEmpty {
+            held = unparsed
+            heldStart = 0
+        }
+    }
+
     /// Forgets any incomplete line, the discarding state and any held input.
     public mutating func reset() {
         partial = []

@@ -35,7 +35,10 @@ public final class RedisBus: RoomBus {
     private let roomsKey: [UInt8]
     private let channelPrefix: [UInt8]
 
-    private var deliver: (@LoopActor (String, UnsafeRawBufferPointer) -> Void)?
+    private var deliver: (@LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void)?
+    /// The sequence number of the last message published (BusFrame).
+    public private(set) var lastPublishedSequence: UInt64 = 0
+    public var originID: [UInt8] { workerIDBytes }
     /// The worker's record of its members (the bus keeps no copy).
     private var membership = Membership()
     private var connectionCount = 0
@@ -86,7 +89,7 @@ public final class RedisBus: RoomBus {
 
     public var isLocalOnly: Bool { false }
 
-    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer) -> Void,
+    public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void,
                       drained: @escaping @LoopActor () -> Void) {
         self.membership = membership
         self.deliver = deliver
@@ -126,6 +129,21 @@ public final class RedisBus: RoomBus {
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
         _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
+        try await waiter?.wait()
+    }
+
+    /// The join script with every member at once: HSET rewrites each entry in place (old
+    /// worker id → this one), so the move is atomic and the member never leaves the room.
+    public func adopt(room: String, members: [RoomMember]) async throws {
+        guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let waiter = subscriber.subscribe(channelName(room))
+        var arguments: [[UInt8]] = [Array(room.utf8)]
+        arguments.reserveCapacity(1 + 2 * members.count)
+        for member in members {
+            arguments.append(Array(member.id.utf8))
+            arguments.append(Array("\(member.joinedAt) ".utf8) + workerIDBytes)
+        }
+        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments)
         try await waiter?.wait()
     }
 
@@ -323,7 +341,8 @@ public final class RedisBus: RoomBus {
     // MARK: Messages
 
     public func publish(room: String, senderID: String, line: [UInt8]) {
-        line.withBytes { BusFrame.encode(header: frameHeader, line: $0, into: &message) }
+        lastPublishedSequence += 1
+        line.withBytes { BusFrame.encode(header: frameHeader, sequence: lastPublishedSequence, line: $0, into: &message) }
         setChannel(room)
         defer { if message.capacity > 1 << 20 { message = [] } }  // (an unusually big one)
         publishedSinceCheck += message.count
@@ -336,12 +355,23 @@ public final class RedisBus: RoomBus {
         }
     }
 
+    public func publishMarker(room: String) -> UInt64 {
+        publish(room: room, senderID: "0", line: BusFrame.markerLine)
+        return lastPublishedSequence
+    }
+
+    public func subscribe(room: String) async throws {
+        try await subscriber.subscribe(channelName(room))?.wait()
+    }
+
     private func received(channel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
         if let probe, channel.count == probe.channelBytes.count, probe.isProbe(channel) { return probe.heard() }
-        guard let (origin, line) = BusFrame.parse(payload) else { return }
-        // Our own message: its members were served when it was said.
-        if workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) }) { return }
+        guard let (origin, sequence, line) = BusFrame.parse(payload) else { return }
+        // Our own message: its members were served when it was said (the worker still
+        // sees it: a handoff counts positions in the stream).
+        let isOwn = workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) })
+        let isMarker = line.count == 1 && line[0] == 0
         let room: String
         if lastChannel.withBytes({ $0.hasSameBytes(as: channel) }) {
             room = lastRoom
@@ -353,7 +383,7 @@ public final class RedisBus: RoomBus {
             lastChannel = Array(channel)
             lastRoom = room
         }
-        deliver?(room, line)
+        deliver?(room, line, BusMessage(origin: origin, sequence: sequence, isOwn: isOwn, isMarker: isMarker))
     }
 
     // MARK: Names

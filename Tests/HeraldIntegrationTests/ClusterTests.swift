@@ -312,7 +312,8 @@ struct ClusterTests {
             #expect(refused.load(ordering: .relaxed) == 0, "refused connects: \(problems.withLock { $0.prefix(5) })")
             #expect(lost.load(ordering: .relaxed) == 0, "lost replies: \(problems.withLock { $0.prefix(5) })")
             #expect(replies.load(ordering: .relaxed) > 500, "the load ran: \(replies.load(ordering: .relaxed)) replies")
-            #expect(goodbyes.load(ordering: .relaxed) > 0, "draining workers said goodbye to their clients")
+            // Plain TCP connections move to the new workers (HandoffTests): nobody gets a goodbye.
+            #expect(goodbyes.load(ordering: .relaxed) == 0, "the reload handed every connection over")
         }
     }
 

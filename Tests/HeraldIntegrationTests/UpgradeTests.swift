@@ -33,7 +33,7 @@ struct UpgradeTests {
         Set((status["workers"]?.arrayValue ?? []).compactMap { $0["serverId"]?.stringValue })
     }
 
-    @Test("upgrade --wait with idle and busy clients: new supervisor and workers, no refused connect, no lost reply")
+    @Test("upgrade --wait with idle, busy and chatting clients: new supervisor and workers, every connection handed over (no goodbye, session kept), no refused connect, no lost reply, chat exact")
     func upgradeUnderLoad() throws {
         ClusterTests.raiseFileLimit()
         let redis = try RedisServer()
@@ -50,64 +50,19 @@ struct UpgradeTests {
         let oldPID = try #require(before["supervisor"]?["pid"]?.intValue)
         let oldIDs = Self.serverIDs(before)
         let port = server.port
-        var idle: [LineClient] = []
-        for _ in 0..<20 {
-            let client = try LineClient(port: port)
-            _ = try client.readLine()  // welcome
-            idle.append(client)
-        }
-        defer { for client in idle { client.close() } }
+        // Idle clients with params in a room, busy clients, chat: the handoff moves them all.
+        let idle = try IdleClients(port: port, count: 50)
+        defer { idle.close() }
+        let busy = try BusyClients(port: port, count: 5)
+        defer { _ = busy.stop() }
+        let chat = try ChatLoad(port: port, members: 10)
+        defer { chat.close() }
 
         let stop = Atomic<Bool>(false)
-        let replies = Atomic<Int>(0)
         let refused = Atomic<Int>(0)
         let connects = Atomic<Int>(0)
-        let lost = Atomic<Int>(0)
         let problems = Mutex<[String]>([])
         let group = DispatchGroup()
-        // A busy client: randomNumber back to back (reconnecting after a goodbye).
-        group.enter()
-        Thread.detachNewThread {
-            defer { group.leave() }
-            var client: LineClient?
-            var messageCount = 0
-            while !stop.load(ordering: .relaxed) {
-                if client == nil {
-                    guard let fresh = try? LineClient(port: port), (try? fresh.readLine()) != nil else {
-                        refused.add(1, ordering: .relaxed)
-                        usleep(10_000)
-                        continue
-                    }
-                    client = fresh
-                    messageCount = 0
-                }
-                guard let current = client else { continue }
-                do {
-                    try current.send("randomNumber")
-                    messageCount += 1
-                    let line = try current.readLine()
-                    if line.contains(#""reason":"server shutdown""#) {
-                        // With today's drain the old worker says goodbye; the request was
-                        // sent after it (a reply is never lost before the goodbye).
-                        current.close()
-                        client = nil
-                        continue
-                    }
-                    if line.contains(#""randomNumber":"#) && line.contains(#""messageCount":\#(messageCount)"#) {
-                        replies.add(1, ordering: .relaxed)
-                    } else {
-                        lost.add(1, ordering: .relaxed)
-                        problems.withLock { $0.append("busy: unexpected reply \(line)") }
-                    }
-                } catch {
-                    lost.add(1, ordering: .relaxed)
-                    problems.withLock { $0.append("busy: request \(messageCount): \(error)") }
-                    current.close()
-                    client = nil
-                }
-            }
-            client?.close()
-        }
         // A connector loop: every connect must be accepted and welcomed.
         group.enter()
         Thread.detachNewThread {
@@ -148,23 +103,25 @@ struct UpgradeTests {
         let newIDs = Self.serverIDs(after)
         #expect(newIDs.isDisjoint(with: oldIDs), "new workers, new server ids: before \(oldIDs), after \(newIDs)")
         #expect(refused.load(ordering: .relaxed) == 0, "refused connects: \(problems.withLock { $0.prefix(5) })")
-        #expect(lost.load(ordering: .relaxed) == 0, "lost replies: \(problems.withLock { $0.prefix(5) })")
-        #expect(replies.load(ordering: .relaxed) > 20, "the busy client ran: \(replies.load(ordering: .relaxed)) replies")
+        let busyProblems = busy.stop()
+        #expect(busyProblems.isEmpty, "busy clients: \(busyProblems.prefix(5))")
+        #expect(busy.lost == 0 && busy.goodbyes.load(ordering: .relaxed) == 0,
+                "\(busy.lost) lost, \(busy.goodbyes.load(ordering: .relaxed)) goodbyes")
+        #expect(busy.replies.load(ordering: .relaxed) > 20, "the busy clients ran: \(busy.replies.load(ordering: .relaxed)) replies")
+        let chatProblems = chat.stop()
+        #expect(chatProblems.isEmpty, "chat: \(chatProblems.prefix(5))")
         #expect(connects.load(ordering: .relaxed) > 20, "the connector ran: \(connects.load(ordering: .relaxed))")
         // A new connection is served by a new worker.
         let fresh = try LineClient(port: port)
         defer { fresh.close() }
         _ = try fresh.readLine()
         #expect(newIDs.contains(try ClusterTests.workerID(fresh, messageCount: 1)))
-        // With today's drain (the handoff stand-in), each idle client gets the goodbye and is
-        // closed. TODO(lead, after merging the handoff): tighten to "no goodbye": each idle
-        // client's `status` answers from a server id in newIDs with messageCount 1 and its
-        // id, connectedAt and params kept.
-        for client in idle {
-            let line = try client.readLine(timeout: 10)
-            #expect(line.contains(#""reason":"server shutdown""#), "idle client: \(line)")
-            try client.expectClosed(timeout: 5)
-        }
+        // No goodbye: each idle client kept its session (id, address, connectedAt, params,
+        // rooms) and gets the next messageCount, from a new worker.
+        let idleProblems = idle.check()
+        #expect(idleProblems.isEmpty, "idle clients: \(idleProblems.prefix(5))")
+        let idleIDs = try idle.serverIDs()
+        #expect(idleIDs.isSubset(of: newIDs), "idle clients served by the new workers: \(idleIDs) (new \(newIDs))")
         Self.stopSuccessor(server, pid: newPID)
         successor = nil
         #expect(server.stop().0 == .exited(0), "the old supervisor exited 0")

@@ -3,9 +3,9 @@ import Testing
 @testable import HeraldRedis
 
 @Suite struct BusFrameTests {
-    private func frame(_ origin: String, _ line: String) -> [UInt8] {
+    private func frame(_ origin: String, _ line: String, sequence: UInt64 = 7) -> [UInt8] {
         var message: [UInt8] = []
-        Array(line.utf8).withUnsafeBytes { BusFrame.encode(header: BusFrame.header(origin: Array(origin.utf8)), line: $0, into: &message) }
+        Array(line.utf8).withUnsafeBytes { BusFrame.encode(header: BusFrame.header(origin: Array(origin.utf8)), sequence: sequence, line: $0, into: &message) }
         return message
     }
 
@@ -28,6 +28,14 @@ import Testing
         }
     }
 
+    @Test("the sequence (the message's identity with the origin) round-trips")
+    func sequence() {
+        for sequence: UInt64 in [0, 1, 255, 256, 1 << 40, .max] {
+            let message = frame("w1", "{}", sequence: sequence)
+            #expect(message.withUnsafeBytes { BusFrame.parse($0)?.sequence } == sequence)
+        }
+    }
+
     @Test("the own echo is recognised by exact comparison only")
     func echo() {
         let message = frame("web1-42-aa", "{}")
@@ -43,21 +51,22 @@ import Testing
     func malformed() {
         #expect(parse([]) == nil)
         #expect(parse([1]) == nil)
-        #expect(parse([1, 3, 65, 66, 67]) == nil)  // an origin and no line
-        #expect(parse([1, 0, 65]) == nil)  // an empty origin
-        #expect(parse([1, 9, 65, 66]) == nil)  // length past the end
-        #expect(parse([2, 1, 65, 66]) == nil)  // another format version
+        #expect(parse([2, 3, 65, 66, 67, 0, 0, 0, 0, 0, 0, 0, 0]) == nil)  // an origin and no line
+        #expect(parse([2, 0, 65]) == nil)  // an empty origin
+        #expect(parse([2, 9, 65, 66]) == nil)  // length past the end
+        #expect(parse([2, 1, 65, 1, 0, 0, 0, 0, 0, 0]) == nil)  // a short sequence
+        #expect(parse([1, 1, 65, 66]) == nil)  // version 1 (no sequence)
         #expect(parse(Array("web1-1-aa{}".utf8)) == nil)  // the old, unframed format
-        #expect(parse([1, 1, 65, 66]).map { $0.0 + "|" + $0.1 } == "A|B")
+        #expect(parse([2, 1, 65, 1, 0, 0, 0, 0, 0, 0, 0, 66]).map { $0.0 + "|" + $0.1 } == "A|B")
     }
 
     @Test("encoding reuses the buffer")
     func reuse() {
         var message: [UInt8] = []
         let header = BusFrame.header(origin: Array("w".utf8))
-        Array("first line".utf8).withUnsafeBytes { BusFrame.encode(header: header, line: $0, into: &message) }
-        Array("2nd".utf8).withUnsafeBytes { BusFrame.encode(header: header, line: $0, into: &message) }
-        #expect(message == [1, 1, UInt8(ascii: "w")] + Array("2nd".utf8))
+        Array("first line".utf8).withUnsafeBytes { BusFrame.encode(header: header, sequence: 1, line: $0, into: &message) }
+        Array("2nd".utf8).withUnsafeBytes { BusFrame.encode(header: header, sequence: 2, line: $0, into: &message) }
+        #expect(message == [2, 1, UInt8(ascii: "w"), 2, 0, 0, 0, 0, 0, 0, 0] + Array("2nd".utf8))
     }
 }
 
