@@ -24,16 +24,7 @@ extension RedisEndpoint {
             ConfigurationError("redisUrl '\(Secrets.redact(url, wholeText: true))': \(why) (expected redis-cluster://[:password@]host:port[,host:port…]; the password belongs in redisPasswordFile)")
         }
         var rest = Substring(url.dropFirst("redis-cluster://".count))
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let userInfo = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            if let colon = userInfo.firstIndex(of: ":") {
-                password = percentDecoded(userInfo[userInfo.index(after: colon)...])
-            } else if !userInfo.isEmpty {
-                password = percentDecoded(userInfo)
-            }
-        }
+        let password = takePassword(from: &rest)
         if let slash = rest.firstIndex(of: "/") {
             let path = rest[rest.index(after: slash)...]
             guard path.isEmpty || path == "0" else { throw fail("a cluster has only database 0") }

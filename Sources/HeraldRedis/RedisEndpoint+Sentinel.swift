@@ -17,26 +17,9 @@ extension RedisEndpoint {
         rest = rest[..<hash]
         guard !master.isEmpty else { throw fail("no master name (add #mastername)") }
         guard !master.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" }) else { throw fail("the master name has a space") }
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let userInfo = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            if let colon = userInfo.firstIndex(of: ":") {
-                password = percentDecoded(userInfo[userInfo.index(after: colon)...])
-            } else if !userInfo.isEmpty {
-                password = percentDecoded(userInfo)
-            }
-            if password?.isEmpty == true { password = nil }
-        }
-        var database = 0
-        if let slash = rest.firstIndex(of: "/") {
-            let path = rest[rest.index(after: slash)...]
-            rest = rest[..<slash]
-            if !path.isEmpty {
-                guard let db = Int(path), db >= 0 else { throw fail("the database must be a whole number") }
-                database = db
-            }
-        }
+        var password = takePassword(from: &rest)
+        if password?.isEmpty == true { password = nil }
+        guard let database = takeDatabase(from: &rest) else { throw fail("the database must be a whole number") }
         var nodes: [RedisNode] = []
         for item in rest.split(separator: ",", omittingEmptySubsequences: false) {
             guard let node = parseNode(item, defaultPort: sentinelDefaultPort) else {

@@ -56,25 +56,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         if url.hasPrefix("redis-cluster://") { return try parseCluster(url: url, prefix: prefix) }
         guard url.hasPrefix("redis://") else { throw fail("unknown scheme") }
         var rest = Substring(url.dropFirst("redis://".count))
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let userInfo = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            if let colon = userInfo.firstIndex(of: ":") {
-                password = percentDecoded(userInfo[userInfo.index(after: colon)...])
-            } else if !userInfo.isEmpty {
-                password = percentDecoded(userInfo)
-            }
-        }
-        var database = 0
-        if let slash = rest.firstIndex(of: "/") {
-            let path = rest[rest.index(after: slash)...]
-            rest = rest[..<slash]
-            if !path.isEmpty {
-                guard let db = Int(path), db >= 0 else { throw fail("the database must be a whole number") }
-                database = db
-            }
-        }
+        let password = takePassword(from: &rest)
+        guard let database = takeDatabase(from: &rest) else { throw fail("the database must be a whole number") }
         var host = rest
         var port = 6379
         if rest.hasPrefix("[") {  // [::1]:6379
@@ -128,6 +111,27 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             return "\(Self.sentinelScheme)\(login)\(nodes.map(\.description).joined(separator: ","))/\(database)#\(master)"
         case .cluster(let seeds): return "redis-cluster://\(login)" + seeds.map(\.description).joined(separator: ",")
         }
+    }
+
+    /// Takes `[[user]:password@]` off the front of `rest`: the password, percent-decoded
+    /// (a user name alone counts as the password, as redis-cli reads it).
+    static func takePassword(from rest: inout Substring) -> String? {
+        guard let at = rest.lastIndex(of: "@") else { return nil }
+        let userInfo = rest[..<at]
+        rest = rest[rest.index(after: at)...]
+        if let colon = userInfo.firstIndex(of: ":") { return percentDecoded(userInfo[userInfo.index(after: colon)...]) }
+        return userInfo.isEmpty ? nil : percentDecoded(userInfo)
+    }
+
+    /// Takes `/db` off the end of `rest`: the database (0 when absent), or nil when it is not
+    /// a whole number.
+    static func takeDatabase(from rest: inout Substring) -> Int? {
+        guard let slash = rest.firstIndex(of: "/") else { return 0 }
+        let path = rest[rest.index(after: slash)...]
+        rest = rest[..<slash]
+        if path.isEmpty { return 0 }
+        guard let db = Int(path), db >= 0 else { return nil }
+        return db
     }
 
     static func percentDecoded(_ text: Substring) -> String {
