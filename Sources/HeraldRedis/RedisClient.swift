@@ -53,7 +53,7 @@ public final class RedisClient: EventHandler {
     /// sentinels named), and whether the master is being asked for now.
     public private(set) var connectedNode: RedisNode?
     private var attemptedNode: RedisNode?
-    private var resolving = false
+    var resolving = false
     /// No logs and no process counts (the resolver's short-lived sentinel connections).
     var quiet = false
     static let initialBackoff = 100
@@ -244,19 +244,7 @@ public final class RedisClient: EventHandler {
 
     private func connect() {
         guard state != .stopped else { return }
-        if let resolver = SentinelResolver.resolver(for: endpoint) {
-            // Ask the sentinels where the master is now (at once when already known).
-            guard !resolving else { return }
-            resolving = true
-            resolver.register(self)
-            resolver.resolve { [weak self] node in
-                guard let self, self.resolving else { return }
-                self.resolving = false
-                self.connect(to: node)
-            }
-            return
-        }
-        connect(to: nil)
+        connectToCurrentMaster()
     }
 
     /// Drops the connection and connects again (to the master the sentinels name now),
@@ -273,7 +261,7 @@ public final class RedisClient: EventHandler {
         }
     }
 
-    private func connect(to node: RedisNode?) {
+    func connect(to node: RedisNode?) {
         guard state != .stopped else { return }
         attemptedNode = node
         let made: UnsafeMutablePointer<redisAsyncContext>?

@@ -45,7 +45,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     /// the node being tried, and whether the sentinels are being asked now.
     public private(set) var connectedNode: RedisNode?
     private var attemptedNode: RedisNode?
-    private var resolving = false
+    var resolving = false
     /// No logs and no process counts (the sentinel resolver's watch connection).
     var quiet = false
 
@@ -211,19 +211,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
 
     private func connect() {
         guard phase != .stopped else { return }
-        if let resolver = SentinelResolver.resolver(for: endpoint) {
-            // Ask the sentinels where the master is now (at once when already known).
-            guard !resolving else { return }
-            resolving = true
-            resolver.register(self)
-            resolver.resolve { [weak self] node in
-                guard let self, self.resolving else { return }
-                self.resolving = false
-                self.connect(to: node)
-            }
-            return
-        }
-        connect(to: nil)
+        connectToCurrentMaster()
     }
 
     /// Drops the connection and connects again (to the master the sentinels name now),
@@ -240,7 +228,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         }
     }
 
-    private func connect(to node: RedisNode?) {
+    func connect(to node: RedisNode?) {
         guard phase != .stopped else { return }
         attemptedNode = node
         let made: UnsafeMutablePointer<redisContext>?

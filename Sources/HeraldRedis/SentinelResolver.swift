@@ -217,6 +217,27 @@ protocol SentinelFollower: AnyObject {
     var connectedNode: RedisNode? { get }
     /// Drops the connection and connects again to the master named now.
     func reconnect(reason: String)
+    /// The endpoint it connects to, whether it is waiting for the sentinels' answer, and
+    /// how it connects to a node (nil: the endpoint's own address).
+    var endpoint: RedisEndpoint { get }
+    var resolving: Bool { get set }
+    func connect(to node: RedisNode?)
+}
+
+extension SentinelFollower {
+    /// Connects: to the endpoint's address, or, for a Sentinel endpoint, to the master the
+    /// sentinels name now (at once when already known; one question at a time).
+    func connectToCurrentMaster() {
+        guard let resolver = SentinelResolver.resolver(for: endpoint) else { return connect(to: nil) }
+        guard !resolving else { return }
+        resolving = true
+        resolver.register(self)
+        resolver.resolve { [weak self] node in
+            guard let self, self.resolving else { return }
+            self.resolving = false
+            self.connect(to: node)
+        }
+    }
 }
 
 extension RedisClient: SentinelFollower {}
