@@ -116,28 +116,6 @@ public final class RedisClient: EventHandler {
 
     // MARK: Commands
 
-    /// Sends a command and waits for its reply. An error reply throws `.server`.
-    /// The command is written in call order, before the first suspension. When the
-    /// waiting task is cancelled this throws `CancellationError` at once (the reply,
-    /// when it comes, is ignored).
-    public func command(_ arguments: [[UInt8]]) async throws -> RedisReply {
-        let waiter = ReplyWaiter()
-        return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReply, any Error>) in
-                waiter.continuation = continuation
-                send(arguments) { result in
-                    switch result {
-                    case .success(.error(let message)): waiter.finish(.failure(RedisError.server(message)))
-                    case .success(let reply): waiter.finish(.success(reply))
-                    case .failure(let error): waiter.finish(.failure(error))
-                    }
-                }
-                if Task.isCancelled { waiter.finish(.failure(CancellationError())) }
-            }
-        } onCancel: {
-            waiter.cancel()
-        }
-    }
 
     public func command(_ arguments: String...) async throws -> RedisReply {
         try await command(arguments.map { Array($0.utf8) })

@@ -108,25 +108,6 @@ public final class RedisClusterClient: RedisCommandConnection {
         }
     }
 
-    public func command(_ arguments: [[UInt8]]) async throws -> RedisReply {
-        let waiter = ReplyWaiter()
-        return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReply, any Error>) in
-                waiter.continuation = continuation
-                send(arguments) { result in
-                    switch result {
-                    case .success(.error(let message)): waiter.finish(.failure(RedisError.server(message)))
-                    case .success(let reply): waiter.finish(.success(reply))
-                    case .failure(let error): waiter.finish(.failure(error))
-                    }
-                }
-                if Task.isCancelled { waiter.finish(.failure(CancellationError())) }
-            }
-        } onCancel: {
-            waiter.cancel()
-        }
-    }
-
     /// An SPUBLISH (or PUBLISH) to the master of the channel's slot; false when that
     /// master has no connection now.
     public func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool {

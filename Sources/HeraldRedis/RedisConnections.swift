@@ -21,6 +21,31 @@ public protocol RedisCommandConnection: AnyObject {
     func acceptsPublish(channel: [UInt8]) -> Bool
 }
 
+extension RedisCommandConnection {
+    /// Sends a command and waits for its reply. An error reply throws `.server`.
+    /// The command is written in call order, before the first suspension. When the
+    /// waiting task is cancelled this throws `CancellationError` at once (the reply,
+    /// when it comes, is ignored).
+    public func command(_ arguments: [[UInt8]]) async throws -> RedisReply {
+        let waiter = ReplyWaiter()
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReply, any Error>) in
+                waiter.continuation = continuation
+                send(arguments) { result in
+                    switch result {
+                    case .success(.error(let message)): waiter.finish(.failure(RedisError.server(message)))
+                    case .success(let reply): waiter.finish(.success(reply))
+                    case .failure(let error): waiter.finish(.failure(error))
+                    }
+                }
+                if Task.isCancelled { waiter.finish(.failure(CancellationError())) }
+            }
+        } onCancel: {
+            waiter.cancel()
+        }
+    }
+}
+
 /// What the bus needs of its subscriber: one Redis (`RedisSubscriber`, SUBSCRIBE) or a
 /// cluster (`RedisShardedSubscriber`, SSUBSCRIBE on the shard of each channel).
 @LoopActor
