@@ -1,7 +1,7 @@
 import CHeraldSystem
 import Glibc
 
-/// `herald bench <mode> [options]`: the load tool. Modes: rr, fanout, idle, soak.
+/// `herald bench <mode> [options]`: the load tool. Modes: rr, fanout, idle, hold, soak.
 public enum Bench {
     struct Mode: Sendable {
         let name: String
@@ -17,6 +17,8 @@ public enum Bench {
              run: { try Fanout.run($0) }),
         Mode(name: "idle", specs: Idle.specs, summary: "server memory per idle connection",
              run: { try Idle.run($0) }),
+        Mode(name: "hold", specs: Hold.specs, summary: "hold many connections from many addresses; timestamped chat deliveries",
+             run: { try Hold.run($0) }),
         Mode(name: "soak", specs: Soak.specs, summary: "minutes of hostile clients; worker RSS, restarts, errors",
              run: { try Soak.run($0) }),
     ]

@@ -26,70 +26,131 @@ public final class Connection: EventHandler {
         static let handoff         = InputHolds(rawValue: 1 << 3)  // moving to another worker (Worker+Handoff.swift)
     }
 
+    // The stored properties are ordered by size (pointers and Ints, then the one-byte
+    // ones together), and what most connections never use lives in `extras`: at a
+    // million connections a host holds, each byte here is a megabyte
+    // (docs/performance.md, "A million connections").
     unowned(unsafe) let worker: Worker  // the worker outlives its connections
     let transport: any Transport
     let id: ConnectionID
     let remoteIP: String
-    let remotePort: Int
     let connectedAt: Int
-    @exclusivity(unchecked) var state = State.open
-    /// Why the connection is draining: the goodbye it gets once its actions replied.
-    @exclusivity(unchecked) var goodbyeReason: String?
-    /// The client asked to quit: later lines are ignored.
-    @exclusivity(unchecked) var isQuitting = false
-
-    // Input.
-    /// Set by `Worker.holdInput`: while not empty, input is neither parsed nor read.
-    @exclusivity(unchecked) var inputHolds: InputHolds = []
-    /// The client half-closed (end of file): what it sent is answered, then it is closed.
-    @exclusivity(unchecked) var inputEnded = false
-    /// Replies still owed besides actions (verbs waiting on Redis): the connection is
-    /// not closed after a half-close until they are sent.
-    @exclusivity(unchecked) var pendingReplies = 0
-    /// Monotonic ms when the unfinished line began (0: none), and `framer.linesStarted` then.
-    @exclusivity(unchecked) var lineStartedAt = 0
-    @exclusivity(unchecked) var lineStartCount: UInt = 0
-    /// Monotonic ms of the last input (kept only with an idle timeout), and of the last
-    /// output progress while the input is held for the output backlog.
-    @exclusivity(unchecked) var lastInputAt = 0
-    @exclusivity(unchecked) var lastOutputProgressAt = 0
-    @exclusivity(unchecked) var isQueuedForResume = false
-    /// The epoll events registered for the fd.
-    @exclusivity(unchecked) var registeredEvents: UInt32 = IOEvents.readable | IOEvents.readHangUp
 
     // Protocol state.
     @exclusivity(unchecked) var framer: LineFramer
     @exclusivity(unchecked) var messageCount = 0
     @exclusivity(unchecked) var totalActions = 0
-    @exclusivity(unchecked) var pendingActions = 0
     @exclusivity(unchecked) var params = JSONObject()
-    @exclusivity(unchecked) var paramBytes = 0
     /// Rooms in the order joined, with their join times; the first is the current room.
     /// (Recorded by the worker's `Membership`, with the rooms' member lists.)
     @exclusivity(unchecked) var rooms = ConnectionRooms()
     /// The async actions running for this connection (a list through the calls),
     /// cancelled when it closes.
     @exclusivity(unchecked) var runningCalls: ActionCall?
-    /// Set on a connection adopted in a handoff while its chat catches up (Worker+ChatHandoff.swift).
-    @exclusivity(unchecked) var chatCatchUp: ChatCatchUp?
+    /// Monotonic ms of the last input (kept only with an idle timeout).
+    @exclusivity(unchecked) var lastInputAt = 0
 
     // Output.
     @exclusivity(unchecked) var output: [UInt8] = []
     @exclusivity(unchecked) var outputSent = 0
-    @exclusivity(unchecked) var isQueuedForFlush = false
-    @exclusivity(unchecked) var isWatchingWritable = false
-    @exclusivity(unchecked) var lingerTimer: LoopTimer?
-    /// After the client's FIN: when its owed replies are given up (`halfClosedWaitLimit`).
-    @exclusivity(unchecked) var halfCloseTimer: LoopTimer?
-    /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
-    @exclusivity(unchecked) var isOverflowing = false
-    @exclusivity(unchecked) var overflowDetail = ""
+
+    /// The rarely used state, allocated the first time one of it is set.
+    @exclusivity(unchecked) private var extras: ConnectionExtras?
+
+    // Counts bounded by the limits (maxPendingActions, room operations, maxParamsBytes),
+    // kept in 32 bits; `pendingActions`, `pendingReplies` and `paramBytes` read them.
+    @exclusivity(unchecked) private var storedPendingActions: Int32 = 0
+    @exclusivity(unchecked) private var storedPendingReplies: Int32 = 0
+    @exclusivity(unchecked) private var storedParamBytes: Int32 = 0
+    /// The epoll events registered for the fd.
+    @exclusivity(unchecked) var registeredEvents: UInt32 = IOEvents.readable | IOEvents.readHangUp
+    private let storedRemotePort: UInt16
+    @exclusivity(unchecked) var state = State.open
+    /// Set by `Worker.holdInput`: while not empty, input is neither parsed nor read.
+    @exclusivity(unchecked) var inputHolds: InputHolds = []
     /// Why it closed, for `herald_connections_closed_total` (set where the close is logged).
     @exclusivity(unchecked) var closeReason = CloseReason.client
+    /// The client asked to quit: later lines are ignored.
+    @exclusivity(unchecked) var isQuitting = false
+    /// The client half-closed (end of file): what it sent is answered, then it is closed.
+    @exclusivity(unchecked) var inputEnded = false
+    @exclusivity(unchecked) var isQueuedForResume = false
+    @exclusivity(unchecked) var isQueuedForFlush = false
+    @exclusivity(unchecked) var isWatchingWritable = false
+    /// The client stopped reading and its queue passed `maxOutputBytes`: it is dropped.
+    @exclusivity(unchecked) var isOverflowing = false
+
+    var remotePort: Int { Int(storedRemotePort) }
+    var pendingActions: Int {
+        get { Int(storedPendingActions) }
+        set { storedPendingActions = Int32(truncatingIfNeeded: newValue) }
+    }
+    /// Replies still owed besides actions (verbs waiting on Redis): the connection is
+    /// not closed after a half-close until they are sent.
+    var pendingReplies: Int {
+        get { Int(storedPendingReplies) }
+        set { storedPendingReplies = Int32(truncatingIfNeeded: newValue) }
+    }
+    var paramBytes: Int {
+        get { Int(storedParamBytes) }
+        set { storedParamBytes = Int32(truncatingIfNeeded: newValue) }
+    }
+
+    /// `extras`, made when first needed.
+    private var madeExtras: ConnectionExtras {
+        if let extras { return extras }
+        let made = ConnectionExtras()
+        extras = made
+        return made
+    }
+
+    /// Why the connection is draining: the goodbye it gets once its actions replied.
+    var goodbyeReason: String? {
+        get { extras?.goodbyeReason }
+        set { if newValue != nil || extras != nil { madeExtras.goodbyeReason = newValue } }
+    }
+    /// Monotonic ms when the unfinished line began (0: none), and `framer.linesStarted` then.
+    var lineStartedAt: Int {
+        get { extras?.lineStartedAt ?? 0 }
+        set { if newValue != 0 || extras != nil { madeExtras.lineStartedAt = newValue } }
+    }
+    var lineStartCount: UInt {
+        get { extras?.lineStartCount ?? 0 }
+        set { if newValue != 0 || extras != nil { madeExtras.lineStartCount = newValue } }
+    }
+    /// Monotonic ms of the last output progress while the input is held for the output backlog.
+    var lastOutputProgressAt: Int {
+        get { extras?.lastOutputProgressAt ?? 0 }
+        set { if newValue != 0 || extras != nil { madeExtras.lastOutputProgressAt = newValue } }
+    }
+    /// Set on a connection adopted in a handoff while its chat catches up (Worker+ChatHandoff.swift).
+    var chatCatchUp: ChatCatchUp? {
+        get { extras?.chatCatchUp }
+        set { if newValue != nil || extras != nil { madeExtras.chatCatchUp = newValue } }
+    }
+    var lingerTimer: LoopTimer? {
+        get { extras?.lingerTimer }
+        set { if newValue != nil || extras != nil { madeExtras.lingerTimer = newValue } }
+    }
+    /// After the client's FIN: when its owed replies are given up (`halfClosedWaitLimit`).
+    var halfCloseTimer: LoopTimer? {
+        get { extras?.halfCloseTimer }
+        set { if newValue != nil || extras != nil { madeExtras.halfCloseTimer = newValue } }
+    }
+    var overflowDetail: String {
+        get { extras?.overflowDetail ?? "" }
+        set { if !newValue.isEmpty || extras != nil { madeExtras.overflowDetail = newValue } }
+    }
     /// `file` replies queued ahead of `output`, each after the output queued before it
     /// (PublicDirectory.swift); their output and a small cost each is `fileQueueBytes`.
-    @exclusivity(unchecked) var files: [PendingFile] = []
-    @exclusivity(unchecked) var fileQueueBytes = 0
+    var files: [PendingFile] {
+        get { extras?.files ?? [] }
+        _modify { yield &madeExtras.files }
+    }
+    var fileQueueBytes: Int {
+        get { extras?.fileQueueBytes ?? 0 }
+        set { if newValue != 0 || extras != nil { madeExtras.fileQueueBytes = newValue } }
+    }
 
     init(worker: Worker, transport: any Transport, id: ConnectionID, remoteIP: String, remotePort: Int, maxLineBytes: Int,
          connectedAt: Int? = nil) {
@@ -97,7 +158,7 @@ public final class Connection: EventHandler {
         self.transport = transport
         self.id = id
         self.remoteIP = remoteIP
-        self.remotePort = remotePort
+        self.storedRemotePort = UInt16(truncatingIfNeeded: remotePort)
         self.connectedAt = connectedAt ?? Clock.wallMillis()
         self.framer = LineFramer(maxLineBytes: maxLineBytes)
         self.lastInputAt = Clock.monotonicMillis
@@ -322,4 +383,21 @@ public final class Connection: EventHandler {
             self.worker.release(self)
         }
     }
+}
+
+/// What a connection rarely needs (see `Connection.extras`): a goodbye on its way, a line
+/// arriving in pieces, an output backlog, timers of its closing, queued files, a handoff's
+/// chat catch-up.
+@LoopActor
+final class ConnectionExtras {
+    @exclusivity(unchecked) var goodbyeReason: String?
+    @exclusivity(unchecked) var lineStartedAt = 0
+    @exclusivity(unchecked) var lineStartCount: UInt = 0
+    @exclusivity(unchecked) var lastOutputProgressAt = 0
+    @exclusivity(unchecked) var chatCatchUp: ChatCatchUp?
+    @exclusivity(unchecked) var lingerTimer: LoopTimer?
+    @exclusivity(unchecked) var halfCloseTimer: LoopTimer?
+    @exclusivity(unchecked) var overflowDetail = ""
+    @exclusivity(unchecked) var files: [PendingFile] = []
+    @exclusivity(unchecked) var fileQueueBytes = 0
 }

@@ -4,21 +4,58 @@ import HeraldLoop
 /// current room. Part of the connection's session; changed only by `Membership`, so the
 /// connection's list and the rooms' member lists never disagree.
 struct ConnectionRooms {
-    fileprivate(set) var list: [(name: String, joinedAt: Int)] = []
+    /// One joined room, with where the connection sits in its `RoomMembers` list (kept
+    /// here so that a room needs no position table: ~26 bytes less per membership).
+    fileprivate struct Entry {
+        var name: String
+        var joinedAt: Int
+        var position: Int32
+    }
+    /// The first room (the current one) inline, the others after it: a connection in one
+    /// room, the common case, allocates nothing for its rooms.
+    fileprivate var first: Entry?
+    fileprivate var rest: [Entry] = []
 
-    var current: String? { list.first?.name }
-    var count: Int { list.count }
-    var isEmpty: Bool { list.isEmpty }
-    var names: [String] { list.map(\.name) }
-
-    func contains(_ room: String) -> Bool {
-        for joined in list where joined.name == room { return true }
-        return false
+    var current: String? { first?.name }
+    var count: Int { first == nil ? 0 : 1 + rest.count }
+    var isEmpty: Bool { first == nil }
+    /// The rooms in the order joined, with their join times.
+    var list: [(name: String, joinedAt: Int)] {
+        guard let first else { return [] }
+        return [(first.name, first.joinedAt)] + rest.map { ($0.name, $0.joinedAt) }
+    }
+    var names: [String] {
+        guard let first else { return [] }
+        return [first.name] + rest.map(\.name)
     }
 
-    func joinedAt(_ room: String) -> Int? {
-        for joined in list where joined.name == room { return joined.joinedAt }
+    func contains(_ room: String) -> Bool { entry(room) != nil }
+
+    func joinedAt(_ room: String) -> Int? { entry(room)?.joinedAt }
+
+    private func entry(_ room: String) -> Entry? {
+        if let first, first.name == room { return first }
+        for joined in rest where joined.name == room { return joined }
         return nil
+    }
+
+    fileprivate mutating func append(_ entry: Entry) {
+        if first == nil { first = entry } else { rest.append(entry) }
+    }
+
+    /// Removes `room`, keeping the order of the others; its entry, or nil.
+    fileprivate mutating func remove(_ room: String) -> Entry? {
+        if let removed = first, removed.name == room {
+            first = rest.isEmpty ? nil : rest.removeFirst()
+            return removed
+        }
+        guard let index = rest.firstIndex(where: { $0.name == room }) else { return nil }
+        return rest.remove(at: index)
+    }
+
+    fileprivate mutating func setPosition(_ position: Int32, in room: String) {
+        if first?.name == room { first!.position = position; return }
+        for index in rest.indices where rest[index].name == room { rest[index].position = position; return }
     }
 }
 
@@ -45,15 +82,14 @@ public final class Membership {
     /// Records that `connection` is in `room` (last in its list).
     func add(_ connection: Connection, to room: String, joinedAt: Int) {
         guard !connection.rooms.contains(room) else { return }
-        connection.rooms.list.append((room, joinedAt))
-        entry(room).insert(connection)
+        let position = entry(room).append(connection)
+        connection.rooms.append(.init(name: room, joinedAt: joinedAt, position: position))
     }
 
     /// Records that `connection` left `room`.
     func remove(_ connection: Connection, from room: String) {
-        connection.rooms.list.removeAll { $0.name == room }
-        guard let members = rooms[room] else { return }
-        members.remove(connection)
+        guard let left = connection.rooms.remove(room), let members = rooms[room] else { return }
+        if let moved = members.remove(at: left.position) { moved.rooms.setPosition(left.position, in: room) }
         if members.isEmpty && members.pendingJoins == 0 { rooms[room] = nil }
     }
 

@@ -79,6 +79,9 @@ public protocol RoomBus: AnyObject {
     /// Removes `memberID` from `room` everywhere. `lastHere`: no other member (nor join on
     /// its way) is left in the room on this worker.
     func leave(room: String, memberID: String, lastHere: Bool) async throws
+    /// Removes every one of `memberIDs` from `room` everywhere, in one step (the leaves of
+    /// an iteration's closing connections, `MembershipBatch`). `lastHere` as above, after them.
+    func leave(room: String, memberIDs: [String], lastHere: Bool) async throws
     /// The worker has no member left in `room` and no join on its way: stop receiving it.
     func roomVacated(_ room: String)
     /// Every member of `room` across the cluster.
@@ -118,6 +121,7 @@ public final class InProcessBus: RoomBus {
     public func subscribe(room: String) async throws {}
     public func join(room: String, member: RoomMember) async throws {}
     public func leave(room: String, memberID: String, lastHere: Bool) async throws {}
+    public func leave(room: String, memberIDs: [String], lastHere: Bool) async throws {}
     public func adopt(room: String, members: [RoomMember]) async throws {}
     public func roomVacated(_ room: String) {}
     public func members(of room: String) async throws -> [RoomMember] { [] }

@@ -1,33 +1,34 @@
 import HeraldLoop
 
 /// The members of one room on this worker, kept for fast delivery: a dense array walked
-/// without reference counting (a `say` to a room visits every member), and positions for
-/// O(1) removal. The references are unretained: the worker holds every connection, and a
+/// without reference counting (a `say` to a room visits every member). Each member's
+/// position is kept in its own `ConnectionRooms` entry (Membership.swift), for O(1)
+/// removal. The references are unretained: the worker holds every connection, and a
 /// connection leaves all its rooms before the worker lets go of it.
 @LoopActor
 final class RoomMembers {
     @exclusivity(unchecked) private var members: ContiguousArray<Unmanaged<Connection>> = []
-    @exclusivity(unchecked) private var positions: [ObjectIdentifier: Int] = [:]
     /// Joins of this room on their way through the bus (see `Membership.beginJoin`).
     @exclusivity(unchecked) var pendingJoins = 0
 
     var isEmpty: Bool { members.isEmpty }
     var count: Int { members.count }
 
-    func insert(_ connection: Connection) {
-        let key = ObjectIdentifier(connection)
-        guard positions[key] == nil else { return }
-        positions[key] = members.count
+    /// Adds `connection` last; its position.
+    func append(_ connection: Connection) -> Int32 {
         members.append(.passUnretained(connection))
+        return Int32(members.count - 1)
     }
 
-    func remove(_ connection: Connection) {
-        guard let position = positions.removeValue(forKey: ObjectIdentifier(connection)) else { return }
+    /// Removes the member at `position` by moving the last member into its place; the
+    /// member that moved (whose position is now `position`), if any.
+    func remove(at position: Int32) -> Connection? {
+        let index = Int(position)
+        guard index < members.count else { return nil }
         let last = members.removeLast()
-        if position < members.count {
-            members[position] = last
-            positions[ObjectIdentifier(last.takeUnretainedValue())] = position
-        }
+        guard index < members.count else { return nil }
+        members[index] = last
+        return last.takeUnretainedValue()
     }
 
     /// Calls `body` with each member. `body` must not change this room's membership.

@@ -94,30 +94,17 @@ extension Worker {
         let joinedAt = Clock.wallMillis()
         recordJoin(connection, room: room, joinedAt: joinedAt)
         guard !bus.isLocalOnly else { return }
-        let member = RoomMember(id: connection.id.string, joinedAt: joinedAt)
-        Task.onLoop { [self] in
-            do {
-                try await bus.join(room: room, member: member)
-            } catch {
-                if connection.isOpen { log.warn("room.join.failed", ["room": room, "connection": member.id, "error": "\(error)"]) }
-            }
-        }
+        membershipBatch.join(RoomMember(id: connection.id.string, joinedAt: joinedAt), room: room)
     }
 
-    /// Leaves every room at once (the connection is closing), then tells the bus.
+    /// Leaves every room at once (the connection is closing), then tells the bus (in this
+    /// iteration's `MembershipBatch`).
     func leaveAllRooms(_ connection: Connection) {
+        guard !connection.rooms.isEmpty else { return }
+        let id = connection.id.string
         for room in connection.rooms.names.reversed() {
-            let lastHere = membership.interest(in: room) <= 1
             recordLeave(connection, room: room)
-            guard !bus.isLocalOnly else { continue }
-            let id = connection.id.string
-            Task.onLoop { [self] in
-                do {
-                    try await bus.leave(room: room, memberID: id, lastHere: lastHere)
-                } catch {
-                    log.warn("room.leave.failed", ["room": room, "connection": id, "error": "\(error)"])
-                }
-            }
+            if !bus.isLocalOnly { membershipBatch.leave(id, room: room) }
         }
     }
 

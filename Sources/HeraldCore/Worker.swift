@@ -26,6 +26,8 @@ public final class Worker: BeforeSleepHook {
     @exclusivity(unchecked) var overflowing: [Connection] = []
     /// Connections with output to write at the end of this loop iteration.
     @exclusivity(unchecked) var flushQueue: [Connection] = []
+    /// Default-room joins and closing connections' leaves for the bus, sent in `beforeSleep`.
+    @exclusivity(unchecked) var membershipBatch = MembershipBatch()
     /// Connections whose input holds were released: their held input is parsed before
     /// this iteration ends.
     @exclusivity(unchecked) var resumeQueue: [Connection] = []
@@ -289,6 +291,7 @@ public final class Worker: BeforeSleepHook {
             flushAll()
             rounds += 1
         } while rounds < 8 && !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty)
+        flushMembershipBatch()
         if !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty) && wakeTimer == nil {
             // More to do: keep the loop from sleeping in epoll_wait.
             wakeTimer = EventLoop.current.schedule(afterMilliseconds: 0) { [weak self] in self?.wakeTimer = nil }

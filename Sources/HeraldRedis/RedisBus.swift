@@ -148,9 +148,15 @@ public final class RedisBus: RoomBus {
     }
 
     public func leave(room: String, memberID: String, lastHere: Bool) async throws {
+        try await leave(room: room, memberIDs: [memberID], lastHere: lastHere)
+    }
+
+    public func leave(room: String, memberIDs: [String], lastHere: Bool) async throws {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
-        _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
-                                      arguments: [Array(memberID.utf8), Array(room.utf8), Array((lastHere ? "1" : "0").utf8)])
+        var arguments: [[UInt8]] = [Array(room.utf8), Array((lastHere ? "1" : "0").utf8)]
+        arguments.reserveCapacity(2 + memberIDs.count)
+        for id in memberIDs { arguments.append(Array(id.utf8)) }
+        _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments)
     }
 
     public func roomVacated(_ room: String) {

@@ -63,12 +63,12 @@ enum Lua {
         return 1
         """
 
-    /// KEYS: room hash, rooms set, worker rooms set. ARGV: member id, room, "1" when the
-    /// worker has no member left in the room.
+    /// KEYS: room hash, rooms set, worker rooms set. ARGV: room, "1" when the worker has
+    /// no member left in the room, then the member ids.
     static let leave = """
-        redis.call('HDEL', KEYS[1], ARGV[1])
-        if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
-        if ARGV[3] == '1' then redis.call('SREM', KEYS[3], ARGV[2]) end
+        for i = 3, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+        if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
+        if ARGV[2] == '1' then redis.call('SREM', KEYS[3], ARGV[1]) end
         return 1
         """
 

@@ -1,12 +1,27 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// Free loopback TCP ports for the servers the tests start.
 enum FreePort {
-    /// Binds 127.0.0.1:0, reads the port the kernel chose and closes the socket.
+    /// Ports this test process has handed out: never handed out twice, so two tests
+    /// running in parallel cannot be given the same port (one test's client would then
+    /// talk to the other's server: a TLS client meeting a plain port, seen in CI).
+    private static let handedOut = Mutex<Set<UInt16>>([])
+
+    /// A port the kernel reports free that this process has not handed out before.
     /// Another process may take the port before herald binds it; `HeraldProcess.start`
     /// retries with a fresh port when herald exits early.
     static func pick() throws -> UInt16 {
+        for _ in 0..<64 {
+            let port = try pickFromKernel()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw HarnessError.system("no fresh free port after 64 tries", EADDRINUSE)
+    }
+
+    /// Binds 127.0.0.1:0, reads the port the kernel chose and closes the socket.
+    private static func pickFromKernel() throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw HarnessError.system("socket", errno) }
         defer { close(fd) }
