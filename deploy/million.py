@@ -103,6 +103,8 @@ def main():
     ap.add_argument("--per-source", type=int, default=7_000, help="connections per source address")
     ap.add_argument("--says", type=int, default=3)
     ap.add_argument("--say-gap", type=float, default=4.0, help="seconds between says")
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds to let the cluster and the memory settle before measuring")
+    ap.add_argument("--check", action="store_true", help="exit 1 unless every say reached every connection and the stop closed them all")
     ap.add_argument("--herald", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.build/release/herald"))
     a = ap.parse_args()
     herald = os.path.abspath(a.herald)
@@ -110,6 +112,7 @@ def main():
     work = tempfile.mkdtemp(prefix="herald-million-")
     os.chmod(work, 0o700)
     procs = []
+    problems = []
     def result(name, **fields):
         print("RESULT " + name + ": " + " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
     try:
@@ -128,13 +131,13 @@ def main():
         for _ in range(600):  # every worker up
             if len(descendants(supervisor.pid)) >= workers + 1: break
             time.sleep(0.1)
-        time.sleep(3)
+        time.sleep(min(3, a.settle))
         print(f"machine: {os.cpu_count()} cores, {os.uname().release}; herald {workers} workers on {hport}, redis on {rport}", flush=True)
 
         # What grows with the workers, idle.
         clients = info_field(redis_cli(rport, "info", "clients"), "connected_clients")
         c0 = int(info_field(redis_cli(rport, "info", "stats"), "total_commands_processed")); t0 = time.time()
-        time.sleep(5)
+        time.sleep(a.settle)
         c1 = int(info_field(redis_cli(rport, "info", "stats"), "total_commands_processed")); t1 = time.time()
         status = subprocess.run([herald, "status"], env=env, capture_output=True, text=True, timeout=30).stdout
         result("workers", workers=workers, redis_clients=clients, redis_commands_per_s=f"{(c1 - c0 - 2) / (t1 - t0):.1f}",
@@ -175,7 +178,7 @@ def main():
         result("connect", connections=a.connections, processes=len(loads), source_addresses=sources_needed,
                storm_s=f"{storm:.1f}", slowest_process_s=max(r["connect_s"] for r in readies))
 
-        time.sleep(5)
+        time.sleep(a.settle)
         held = tree_memory(supervisor.pid)
         n = a.connections
         result("memory", processes=held["processes"],
@@ -204,15 +207,20 @@ def main():
             delivered = sum(r.get(f"say{k}_delivered", 0) for r in reports)
             lasts = [r[f"say{k}_last_ns"] for r in reports if f"say{k}_last_ns" in r]
             firsts = [r[f"say{k}_first_ns"] for r in reports if f"say{k}_first_ns" in r]
+            if delivered != n: problems.append(f"say {k} reached {delivered} of {n}")
             if not lasts:
                 result(f"say {k}", delivered=0, of=n); continue
             result(f"say {k}", delivered=delivered, of=n, lost=n - delivered,
                    first_ms=f"{(min(firsts) - sent[k]) / 1e6:.0f}", all_ms=f"{(max(lasts) - sent[k]) / 1e6:.0f}")
         closed = sum(r["closed_by_server"] for r in reports)
+        if closed != n: problems.append(f"the stop closed {closed} of {n}")
         last_close = max((r.get("last_close_ns", 0) for r in reports), default=0)
         result("stop", supervisor_exit_s=f"{supervisor_gone:.1f}", closed_by_server=closed, of=n,
                last_close_s=f"{(last_close - stop_at) / 1e9:.1f}" if last_close else "none",
                log_lines=sum(1 for _ in open(f"{work}/herald.log", errors="replace")))
+        if a.check and problems:
+            print("FAILED: " + "; ".join(problems), flush=True)
+            sys.exit(1)
     finally:
         for p in procs:
             if p.poll() is None:

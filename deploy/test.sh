@@ -16,6 +16,11 @@ swift test --skip-build --filter '^HeraldClientTests\.'
 # tagged clone of HEAD) compiles for a minute or more, so it is skipped above and runs
 # here once, alone (its build would slow the timing-sensitive tests beside it).
 HERALD_CONSUMER_TEST=1 swift test --skip-build --filter ConsumerPackageTests
+# A small connection-scale run (deploy/million.py, the 1,000,000-connection tool): 5,000
+# connections from 2 load processes and 3 source addresses on two workers; every say
+# must reach every one and the stop must close them all.
+python3 deploy/million.py --connections 5000 --per-process 2500 --per-source 2000 --workers 2 \
+    --says 2 --say-gap 1 --settle 1 --check --herald .build/debug/herald
 # A short fuzz pass over the parsers (deploy/fuzz.sh; longer runs: deploy/fuzz.sh 600).
 # (A test filter or other swift-test arguments run just those tests, above.)
 ./deploy/fuzz.sh "${HERALD_TEST_FUZZ_SECONDS:-15}"

@@ -1,7 +1,9 @@
+import Glibc
 import HeraldLoop
 
 /// The `connection.open` and `connection.close` log lines, bounded per second: up to
-/// `connectionLogRate` of each a second are written one by one, as always; the rest of
+/// the worker's share of `connectionLogRate` (the host's rate over its workers) of each
+/// a second are written one by one, as always; the rest of
 /// that second's are counted, and one summary line a second says what they were:
 ///
 ///     event=connection.open.summary suppressed=18812 windowMs=1000
@@ -27,6 +29,16 @@ final class ConnectionLog {
 
     init(rate: Int) {
         self.rate = rate
+    }
+
+    /// A worker's share of the host's `connectionLogRate`: the rate over the configured
+    /// workers (0: one per core), at least 1 when the rate is not 0. With 50 workers and
+    /// the default 100, two lines a second each: a connect storm of a million writes
+    /// ~100 individual lines a second in all, not 5,000.
+    static func share(of rate: Int, workers: Int) -> Int {
+        guard rate > 0 else { return 0 }
+        let count = workers > 0 ? workers : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(1, (rate + count - 1) / count)
     }
 
     func opened(_ connection: Connection, remote: @autoclosure () -> String) {

@@ -16,6 +16,8 @@ import HeraldLoop
 struct MembershipBatch {
     /// Members per script call: a script runs in one go on Redis; ~1,000 HSETs are ~1 ms.
     static let maxMembers = 1_000
+    /// How long a failed batch waits before it goes again.
+    static let retryMilliseconds = 1_000
 
     private(set) var joins: [String: [RoomMember]] = [:]
     private(set) var leaves: [String: [String]] = [:]
@@ -45,8 +47,10 @@ extension Worker {
                     do {
                         try await bus.adopt(room: room, members: chunk)
                     } catch {
-                        // Redis is back later: the worker registers all its members again then.
-                        log.warn("room.join.failed", ["room": room, "connections": String(chunk.count), "error": "\(error)"])
+                        guard !isStopping else { return }
+                        log.warn("room.join.failed", ["room": room, "connections": String(chunk.count), "error": "\(error)",
+                                                      "retryMs": String(MembershipBatch.retryMilliseconds)])
+                        retryJoins(room: room, chunk)
                     }
                 }
             }
@@ -65,9 +69,29 @@ extension Worker {
                         // A stopping worker's bus leaves the cluster as a whole (all its
                         // members at once) as it stops: nothing is left behind then.
                         guard !isStopping else { return }
-                        log.warn("room.leave.failed", ["room": room, "connections": String(chunk.count), "error": "\(error)"])
+                        log.warn("room.leave.failed", ["room": room, "connections": String(chunk.count), "error": "\(error)",
+                                                       "retryMs": String(MembershipBatch.retryMilliseconds)])
+                        EventLoop.current.schedule(afterMilliseconds: MembershipBatch.retryMilliseconds) { [weak self] in
+                            guard let self, !self.isStopping else { return }
+                            for id in chunk { self.membershipBatch.leave(id, room: room) }
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// A batch of joins that failed (Redis slow or away, e.g. a command timeout in a
+    /// connect storm on a loaded host) goes again after a while, for the members still
+    /// here: the scripts are idempotent, so one that did reach Redis is merely repeated.
+    /// (When the Redis connection itself is lost, the worker registers every member again
+    /// once it is back, as well.)
+    private func retryJoins(room: String, _ members: [RoomMember]) {
+        EventLoop.current.schedule(afterMilliseconds: MembershipBatch.retryMilliseconds) { [weak self] in
+            guard let self, !self.isStopping else { return }
+            let failed = Set(members.map(\.id))
+            for member in self.membership.memberList(of: room) where failed.contains(member.id) {
+                self.membershipBatch.join(member, room: room)
             }
         }
     }

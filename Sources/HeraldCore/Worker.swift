@@ -70,7 +70,7 @@ public final class Worker: BeforeSleepHook {
         self.serverID = serverID
         self.publicDirectory = PublicDirectory(path: configuration.publicDir)
         self.logActions = log.isEnabled(.debug)
-        self.connectionLog = ConnectionLog(rate: configuration.connectionLogRate)
+        self.connectionLog = ConnectionLog(rate: ConnectionLog.share(of: configuration.connectionLogRate, workers: configuration.workers))
     }
 
     /// Starts serving on the given listening sockets. `onStopped` runs once every
