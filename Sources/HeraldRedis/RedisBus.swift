@@ -319,9 +319,9 @@ public final class RedisBus: RoomBus {
     }
 
     private func noteAnswered(room: String, members: [String], token: Int) {
-        guard var sent = inFlight[room] else { return }
-        for id in members where sent[id]?.token == token { sent[id] = nil }
-        inFlight[room] = sent.isEmpty ? nil : sent
+        // (In place: a copy of the room's entries per answer would be quadratic.)
+        for id in members where inFlight[room]?[id]?.token == token { inFlight[room]?[id] = nil }
+        if inFlight[room]?.isEmpty == true { inFlight[room] = nil }
     }
 
     /// Clears what Redis holds of this worker and registers its members again (after a

@@ -12,7 +12,7 @@ public final class RedisWorkerEvictor {
     public init(endpoint: RedisEndpoint) {
         client = RedisConnections.commands(endpoint, name: "supervisor", commandTimeout: 2_000)
         prefix = Array(endpoint.busKeyPrefix.utf8)
-        client.onReady = { [unowned self] in reapScript.load(on: client) }
+        client.onReady = { [weak self] in self.map { $0.reapScript.load(on: $0.client) } }
         client.start()
     }
 
