@@ -9,11 +9,14 @@ import HeraldLoop
 ///   message carries the origin worker's id, and the origin skips it (it delivered to
 ///   its own members already).
 /// - Membership lives in one hash per room, member id → "<joinedAt> <worker id>". Each
-///   worker refreshes a heartbeat key with a 10 s expiry every 2 s; members of a worker
-///   whose key is gone are left out of `roomView` at once and removed by the next reap
-///   (every worker reaps every 5 s and before each `stats`).
+///   worker refreshes a heartbeat key with a 10 s expiry every 2 s, and its entry in the
+///   registry (`alive`, scored by that expiry); members of a worker whose key is gone are
+///   left out of `roomView` at once and removed by the next reap (every worker reaps
+///   every 6 s and before each `stats`; a reap reads only the registry's expired entries,
+///   so its cost does not grow with the number of workers).
 /// - After a reconnect (or when its heartbeat key had vanished) a worker clears what
-///   Redis holds of it and registers its current members again; the subscriber client
+///   Redis holds of it and registers its current members again, with the joins and
+///   leaves still in flight applied on top (`inFlight`); the subscriber client
 ///   resubscribes its rooms' channels by itself.
 @LoopActor
 public final class RedisBus: RoomBus {
@@ -31,7 +34,7 @@ public final class RedisBus: RoomBus {
     private var message: [UInt8] = []
     private let workerKey: [UInt8]
     private let workerRoomsKey: [UInt8]
-    private let workersKey: [UInt8]
+    private let aliveKey: [UInt8]
     private let roomsKey: [UInt8]
     private let channelPrefix: [UInt8]
 
@@ -73,7 +76,7 @@ public final class RedisBus: RoomBus {
         self.frameHeader = BusFrame.header(origin: self.workerIDBytes)
         self.workerKey = prefix + Array("w:\(self.workerID)".utf8)
         self.workerRoomsKey = prefix + Array("w:\(self.workerID):rooms".utf8)
-        self.workersKey = prefix + Array("workers".utf8)
+        self.aliveKey = prefix + Array("alive".utf8)
         self.roomsKey = prefix + Array("rooms".utf8)
         self.channelPrefix = Array((endpoint.prefix + "room:").utf8)
         // (On a cluster: SPUBLISH and SSUBSCRIBE, on the shard of each room's channel.)
@@ -113,8 +116,7 @@ public final class RedisBus: RoomBus {
         countTimer?.cancel()
         if commands.isReady {
             // Leave the cluster now rather than when the heartbeat expires.
-            commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
-                           workerIDBytes, Array("1".utf8)]) { _ in }
+            reap(clearing: workerIDBytes, leave: true)
         }
         probe?.stop()
         commands.stop()
@@ -127,6 +129,8 @@ public final class RedisBus: RoomBus {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         let waiter = subscriber.subscribe(channelName(room))
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
+        let token = noteSent(room: room, members: [(member.id, value)])
+        defer { noteAnswered(room: room, members: [member.id], token: token) }
         _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
         try await waiter?.wait()
@@ -139,10 +143,16 @@ public final class RedisBus: RoomBus {
         let waiter = subscriber.subscribe(channelName(room))
         var arguments: [[UInt8]] = [Array(room.utf8)]
         arguments.reserveCapacity(1 + 2 * members.count)
+        var sent: [(String, [UInt8]?)] = []
+        sent.reserveCapacity(members.count)
         for member in members {
+            let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
             arguments.append(Array(member.id.utf8))
-            arguments.append(Array("\(member.joinedAt) ".utf8) + workerIDBytes)
+            arguments.append(value)
+            sent.append((member.id, value))
         }
+        let token = noteSent(room: room, members: sent)
+        defer { noteAnswered(room: room, members: members.map(\.id), token: token) }
         _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments)
         try await waiter?.wait()
     }
@@ -153,6 +163,8 @@ public final class RedisBus: RoomBus {
 
     public func leave(room: String, memberIDs: [String], lastHere: Bool) async throws {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
+        let token = noteSent(room: room, members: memberIDs.map { ($0, nil) })
+        defer { noteAnswered(room: room, members: memberIDs, token: token) }
         var arguments: [[UInt8]] = [Array(room.utf8), Array((lastHere ? "1" : "0").utf8)]
         arguments.reserveCapacity(2 + memberIDs.count)
         for id in memberIDs { arguments.append(Array(id.utf8)) }
@@ -275,8 +287,8 @@ public final class RedisBus: RoomBus {
     public func stats() async throws -> ClusterStats {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         heartbeat()  // our own count, current
-        let reply = try await reapScript.run(on: commands, keys: [workersKey, roomsKey],
-                                             arguments: [prefix, [], Array("0".utf8)])
+        let reply = try await reapScript.run(on: commands, keys: [aliveKey, roomsKey],
+                                             arguments: [prefix, [], Array("0".utf8), Array("1".utf8)])
         guard let items = reply.array, items.count == 3, let workers = items[0].integer,
               let connections = items[1].integer, let rooms = items[2].integer else {
             throw RedisError.protocolError("stats: unexpected reply")
@@ -291,30 +303,78 @@ public final class RedisBus: RoomBus {
         countTimer = EventLoop.current.schedule(afterMilliseconds: 100) { [weak self] in self?.heartbeat() }
     }
 
+    // MARK: Registering again
+
+    /// A membership command sent and not answered yet: a join's value, or nil for a leave.
+    private struct Sent {
+        var token: Int
+        var value: [UInt8]?
+    }
+    /// The joins and leaves in flight, by room and member id (the latest one each). A
+    /// resync's clear runs after those sent before it and wipes what they wrote, while
+    /// the worker records a join only once it is answered: the registration after the
+    /// clear applies them again (a join made while the bus was still connecting is not
+    /// lost, a member leaving is not registered again).
+    private var inFlight: [String: [String: Sent]] = [:]
+    private var lastToken = 0
+
+    private func noteSent(room: String, members: [(String, [UInt8]?)]) -> Int {
+        lastToken += 1
+        for (id, value) in members { inFlight[room, default: [:]][id] = Sent(token: lastToken, value: value) }
+        return lastToken
+    }
+
+    private func noteAnswered(room: String, members: [String], token: Int) {
+        // (In place: a copy of the room's entries per answer would be quadratic.)
+        for id in members where inFlight[room]?[id]?.token == token { inFlight[room]?[id] = nil }
+        if inFlight[room]?.isEmpty == true { inFlight[room] = nil }
+    }
+
     /// Clears what Redis holds of this worker and registers its members again (after a
     /// connect, or when the heartbeat found this worker's key gone).
     private func resync() {
         guard commands.isReady else { return }
         heartbeat(checkRegistration: false)
-        commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), workersKey, roomsKey, prefix,
-                       workerIDBytes, Array("0".utf8)]) { _ in }
+        reap(clearing: workerIDBytes, leave: false)
         var registered = 0
         var rooms = 0
-        membership.forEachRoom { room, members in
-            var command: [[UInt8]] = [Array("EVAL".utf8), Array(Lua.join.utf8), Array("3".utf8),
-                                      roomKey(room), roomsKey, workerRoomsKey, Array(room.utf8)]
-            command.reserveCapacity(7 + 2 * members.count)
-            for member in members {
-                command.append(Array(member.id.utf8))
-                command.append(Array("\(member.joinedAt) ".utf8) + workerIDBytes)
+        func register(_ room: String, _ entries: [(id: String, value: [UInt8])]) {
+            guard !entries.isEmpty else { return }
+            var arguments: [[UInt8]] = [Array(room.utf8)]
+            arguments.reserveCapacity(1 + 2 * entries.count)
+            for entry in entries {
+                arguments.append(Array(entry.id.utf8))
+                arguments.append(entry.value)
             }
-            registered += members.count
+            registered += entries.count
             rooms += 1
-            commands.send(command) { result in
+            joinScript.send(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments) { result in
                 if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
             }
         }
+        var seen = Set<String>()
+        membership.forEachRoom { room, members in
+            seen.insert(room)
+            let sent = inFlight[room]
+            var entries: [(id: String, value: [UInt8])] = []
+            entries.reserveCapacity(members.count)
+            for member in members where sent?[member.id] == nil {
+                entries.append((member.id, Array("\(member.joinedAt) ".utf8) + workerIDBytes))
+            }
+            for (id, pending) in sent ?? [:] { if let value = pending.value { entries.append((id, value)) } }
+            register(room, entries)
+        }
+        for (room, sent) in inFlight where !seen.contains(room) {
+            register(room, sent.compactMap { id, pending in pending.value.map { (id, $0) } })
+        }
         log.info("redis.registered", ["workerId": workerID, "rooms": String(rooms), "members": String(registered)])
+    }
+
+    /// The reap script, not waited for: reaps the workers whose heartbeat expired, after
+    /// clearing `worker` (its members; with `leave`, also its key and registry entry).
+    private func reap(clearing worker: [UInt8] = [], leave: Bool = false) {
+        reapScript.send(on: commands, keys: [aliveKey, roomsKey],
+                        arguments: [prefix, worker, Array((leave ? "1" : "0").utf8), Array("0".utf8)])
     }
 
     private func scheduleHeartbeat() {
@@ -322,10 +382,7 @@ public final class RedisBus: RoomBus {
             guard let self, !self.stopped else { return }
             self.heartbeat()
             self.ticks += 1
-            if self.ticks % Self.reapEveryTicks == 0, self.commands.isReady {
-                self.commands.send([Array("EVAL".utf8), Array(Lua.reap.utf8), Array("2".utf8), self.workersKey,
-                                    self.roomsKey, self.prefix, [], Array("0".utf8)]) { _ in }
-            }
+            if self.ticks % Self.reapEveryTicks == 0, self.commands.isReady { self.reap() }
             self.scheduleHeartbeat()
         }
     }
@@ -334,8 +391,9 @@ public final class RedisBus: RoomBus {
     /// stall) and `checkRegistration` is on, registers the members again.
     private func heartbeat(checkRegistration: Bool = true) {
         guard commands.isReady else { return }
-        commands.send([Array("EVAL".utf8), Array(Lua.heartbeat.utf8), Array("2".utf8), workerKey, workersKey,
-                       Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8), workerIDBytes]) { [weak self] result in
+        heartbeatScript.send(on: commands, keys: [workerKey, aliveKey],
+                             arguments: [Array(String(connectionCount).utf8), Array(String(Self.heartbeatTTL).utf8),
+                                         workerIDBytes]) { [weak self] result in
             guard let self else { return }
             if checkRegistration, case .success(.integer(0)) = result, !self.membership.isEmpty {
                 log.warn("redis.worker.lost", ["workerId": self.workerID, "reason": "heartbeat key was gone; registering again"])

@@ -48,6 +48,7 @@ public final class RedisClient: EventHandler {
     private var backoff = RedisClient.initialBackoff
     private var retryTimer: LoopTimer?
     private var lastReplyAt: UInt64 = 0
+    private let input = RedisInput()
     private var failures = 0
     /// Sentinel endpoints: the node being connected to or connected (the master the
     /// sentinels named), and whether the master is being asked for now.
@@ -361,13 +362,16 @@ public final class RedisClient: EventHandler {
     public func handleEvents(_ events: UInt32) {
         guard let current = context else { return }
         if events & (IOEvents.readable | IOEvents.error | IOEvents.hangUp | IOEvents.readHangUp) != 0 {
-            redisAsyncHandleRead(current)
-            // hiredis reads 16 KB a call: go on (bounded) while the socket holds more, so
-            // that a subscriber keeps up with busy channels and Redis never buffers much for it.
-            var rounds = 1
-            while rounds < Self.readRoundsPerEvent, context == current, Self.hasInput(current.pointee.c.fd) {
-                redisAsyncHandleRead(current)
-                rounds += 1
+            if current.pointee.c.flags & Int32(REDIS_CONNECTED) == 0 {
+                redisAsyncHandleRead(current)  // (completes the connect)
+            } else {
+                // One read of up to 64 KB (see RedisInput), then the replies to their callbacks.
+                switch input.read(current.pointee.c.fd, into: current.pointee.c.reader) {
+                case .fed: redisProcessCallbacks(current)
+                case .nothing: break
+                // hiredis reads the end (or the error) again, and closes the connection its way.
+                case .closed, .failed: redisAsyncHandleRead(current)
+                }
             }
         }
         // The read may have freed the context (its cleanup hook clears `context`).
@@ -429,14 +433,6 @@ public final class RedisClient: EventHandler {
         }
     }
 
-    /// 4 × 16 KB an event, as much as one client read: more (64 were tried) batches so much
-    /// delivery before the next flush that fan-out latency suffers.
-    static let readRoundsPerEvent = 4
-
-    private static func hasInput(_ fd: Int32) -> Bool {
-        var available: Int32 = 0
-        return ioctl(fd, UInt(FIONREAD), &available) == 0 && available > 0
-    }
 }
 
 /// A valid pointer for a zero-length argument (never written to).

@@ -22,7 +22,25 @@ final class RedisScript {
         }
     }
 
-    func run(on client: any RedisCommandConnection, keys: [[UInt8]], arguments: [[UInt8]]) async throws -> RedisReply {
+    /// Runs the script without waiting for its reply; `completion` (when given) gets it.
+    /// A NOSCRIPT (Redis forgot the script) is answered by sending the source once.
+    func send(on client: any RedisCommandConnection, keys: [[UInt8]], arguments: [[UInt8]],
+              completion: (@LoopActor (Result<RedisReply, RedisError>) -> Void)? = nil) {
+        var command = self.command(keys: keys, arguments: arguments)
+        let usedSHA = sha != nil
+        client.send(command) { [weak self] result in
+            if usedSHA, case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT"), let self {
+                self.sha = nil
+                command[0] = Array("EVAL".utf8)
+                command[1] = self.sourceBytes
+                client.send(command) { completion?($0) }
+                return
+            }
+            completion?(result)
+        }
+    }
+
+    private func command(keys: [[UInt8]], arguments: [[UInt8]]) -> [[UInt8]] {
         var command: [[UInt8]] = []
         command.reserveCapacity(3 + keys.count + arguments.count)
         if let sha {
@@ -35,6 +53,11 @@ final class RedisScript {
         command.append(Array(String(keys.count).utf8))
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
+        return command
+    }
+
+    func run(on client: any RedisCommandConnection, keys: [[UInt8]], arguments: [[UInt8]]) async throws -> RedisReply {
+        var command = self.command(keys: keys, arguments: arguments)
         do {
             return try await client.command(command)
         } catch RedisError.server(let message) where message.hasPrefix("NOSCRIPT") {
@@ -48,12 +71,15 @@ final class RedisScript {
 
 /// The Lua of the bus and the cache. Keys under the prefix P:
 ///   P w:<worker>         heartbeat: the worker's connection count, expires (PX)
-///   P workers            set of worker ids that registered
+///   P alive              sorted set: worker id → when its heartbeat expires (ms, Redis
+///                        clock); the registry the reap reads
 ///   P w:<worker>:rooms   set of rooms where the worker has members
 ///   P r:<room>           hash member id → "<joinedAt> <worker id>"
 ///   P rooms              set of rooms with members
 ///   P c:<key>            cache entry, expires (PX)
 ///   P cache              sorted set: cache key → expiry time (ms, Redis clock)
+///   P workers            the set of worker ids of earlier versions (the registry before
+///                        `alive`): `reap` with the figures drains it
 enum Lua {
     /// KEYS: room hash, rooms set, worker rooms set. ARGV: room, then member id/value pairs.
     static let join = """
@@ -100,20 +126,29 @@ enum Lua {
         return out
         """
 
-    /// KEYS: worker key, workers set. ARGV: connection count, ttl ms, worker id.
-    /// Returns 1 when the key was still there (0: Redis lost or reaped this worker).
+    /// KEYS: worker key, alive registry. ARGV: connection count, ttl ms, worker id.
+    /// Returns 1 when the worker was still registered (0: Redis lost its key, or it was
+    /// reaped: it registers its members again).
     static let heartbeat = """
         local existed = redis.call('EXISTS', KEYS[1])
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        redis.call('SADD', KEYS[2], ARGV[3])
+        local t = redis.call('TIME')
+        local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+        local added = redis.call('ZADD', KEYS[2], expiry, ARGV[3])
+        if added == 1 then return 0 end
         return existed
         """
 
-    /// Removes every member of each worker whose heartbeat key is gone, and first those
-    /// of the worker ARGV[2] names (before it re-registers, or on its clean stop, when
-    /// ARGV[3] is '1' and it leaves the cluster altogether).
-    /// KEYS: workers set, rooms set. ARGV: prefix, worker id to clear or '', '1' to leave.
-    /// Returns [live workers, their connections, rooms with members].
+    /// Removes the members of each worker whose heartbeat expired: those the registry
+    /// scores at or before now, at most 100 a run, each taken out of the registry in the
+    /// same script (one reaper per dead worker, and a live worker's reap costs three
+    /// commands: no scan of the other workers). First the members of the worker ARGV[2]
+    /// names (before it re-registers, or on its clean stop or eviction, when ARGV[3] is
+    /// '1' and it leaves the cluster altogether).
+    /// KEYS: alive registry, rooms set. ARGV: prefix, worker id to clear or '', '1' to
+    /// leave, '1' for the cluster's figures.
+    /// Returns the number reaped, or with ARGV[4] '1' [live workers, their connections,
+    /// rooms with members] (reading every live worker's count: for `status` only).
     static let reap = """
         local prefix = ARGV[1]
         local function clear(w)
@@ -129,17 +164,38 @@ enum Lua {
           end
           redis.call('DEL', wr)
         end
-        if ARGV[2] ~= '' then clear(ARGV[2]) end
+        local function forget(w)
+          clear(w)
+          redis.call('DEL', prefix .. 'w:' .. w)
+          redis.call('ZREM', KEYS[1], w)
+        end
+        if ARGV[2] ~= '' then
+          if ARGV[3] == '1' then forget(ARGV[2]) else clear(ARGV[2]) end
+        end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+        for _, w in ipairs(dead) do forget(w) end
+        if ARGV[4] ~= '1' then return #dead end
         local live, connections = 0, 0
-        for _, w in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+        for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
           local count = redis.call('GET', prefix .. 'w:' .. w)
-          if count and not (ARGV[3] == '1' and w == ARGV[2]) then
+          if count then
             live = live + 1
             connections = connections + (tonumber(count) or 0)
+          end
+        end
+        local legacy = prefix .. 'workers'
+        for _, w in ipairs(redis.call('SMEMBERS', legacy)) do
+          local count = redis.call('GET', prefix .. 'w:' .. w)
+          if count then
+            if not redis.call('ZSCORE', KEYS[1], w) then
+              live = live + 1
+              connections = connections + (tonumber(count) or 0)
+            end
           else
             clear(w)
-            redis.call('DEL', prefix .. 'w:' .. w)
-            redis.call('SREM', KEYS[1], w)
+            redis.call('SREM', legacy, w)
           end
         end
         return {live, connections, redis.call('SCARD', KEYS[2])}

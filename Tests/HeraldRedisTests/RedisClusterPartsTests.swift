@@ -23,7 +23,7 @@ import Testing
         let endpoint = RedisEndpoint(address: .cluster(seeds: [RedisNode(host: "h", port: 1)]))
         let prefix = endpoint.busKeyPrefix
         #expect(prefix == "{herald:}")
-        let slots = Set(["workers", "rooms", "w:x", "w:x:rooms", "r:lobby", "r:other"].map { RedisSlots.slot(of: prefix + $0) })
+        let slots = Set(["alive", "workers", "rooms", "w:x", "w:x:rooms", "r:lobby", "r:other"].map { RedisSlots.slot(of: prefix + $0) })
         #expect(slots.count == 1)
         let buckets = RedisCacheBuckets(prefix: "herald:")
         let keys = buckets.keys("some key")

@@ -1,0 +1,116 @@
+import Foundation
+import HeraldCore
+import HeraldLoop
+import Synchronization
+import Testing
+@testable import HeraldRedis
+@testable import HeraldTestSupport
+
+/// The bus's registration and reap against a live redis-server.
+@Suite struct RedisBusLiveTests {
+    /// A join made while the bus is still connecting is queued behind the handshake, so
+    /// it reaches Redis before the first clear-and-register of this worker, while the
+    /// worker records it only once it is answered (after that clear): the registration
+    /// must include it (it was wiped before: seen once in S5RoomsChatTests).
+    @Test func joinWhileConnectingSurvivesTheFirstRegistration() throws {
+        let redis = try RedisServer()
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        let failure = Self.onLoop(seconds: 10) { done in
+            let bus = RedisBus(endpoint: endpoint, workerID: "early")
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, drained: {})
+            Task.onLoop {
+                do {
+                    try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                    try await bus.join(room: "r", member: RoomMember(id: "m2", joinedAt: 2))
+                    try await bus.leave(room: "r", memberID: "m2", lastHere: false)
+                } catch {
+                    return done("join: \(error)")
+                }
+                // (Same connection: after the registration. Before the bus's clean stop,
+                // which removes its members.)
+                let m1 = try? await bus.commands.command([Array("HEXISTS".utf8), Array("herald:r:r".utf8), Array("m1".utf8)])
+                let m2 = try? await bus.commands.command([Array("HEXISTS".utf8), Array("herald:r:r".utf8), Array("m2".utf8)])
+                bus.stop()
+                if m1?.integer != 1 { return done("the join made while connecting was wiped (HEXISTS m1: \(String(describing: m1)))") }
+                if m2?.integer != 0 { return done("the member that left was registered again (HEXISTS m2: \(String(describing: m2)))") }
+                done(nil)
+            }
+        }
+        #expect(failure == nil)
+    }
+
+    /// Many workers' worth of registry entries: a reap finds the dead ones by their
+    /// expiry alone, removes their members, and `stats` counts the live ones (and drains
+    /// the set of ids earlier versions kept).
+    @Test func reapWithManyWorkers() throws {
+        let redis = try RedisServer()
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        let live = 150, dead = 60
+        for n in 0..<(live + dead) {
+            let id = "w\(n)"
+            let isLive = n < live
+            _ = try redis.command("ZADD herald:alive \(isLive ? "99999999999999" : "1") \(id)")
+            if isLive { _ = try redis.command("SET herald:w:\(id) 2") }
+            _ = try redis.command("HSET herald:r:big m\(n) \"1 \(id)\"")
+            _ = try redis.command("SADD herald:w:\(id):rooms big")
+        }
+        // An earlier version's worker, dead, in the old set.
+        _ = try redis.command("SADD herald:workers old1")
+        _ = try redis.command("HSET herald:r:big mold \"1 old1\"")
+        _ = try redis.command("SADD herald:w:old1:rooms big")
+        _ = try redis.command("SADD herald:rooms big")
+        let result = Shared<ClusterStats?>(nil)
+        let failure = Self.onLoop(seconds: 10) { done in
+            let bus = RedisBus(endpoint: endpoint, workerID: "me")
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, drained: {})
+            Task.onLoop {
+                do {
+                    // (The first reap, at the connect, removes at most 100 dead workers.)
+                    _ = try await bus.commands.command([Array("PING".utf8)])
+                    let stats = try await bus.stats()
+                    result.state.withLock { $0 = stats }
+                } catch {
+                    return done("stats: \(error)")
+                }
+                bus.stop()
+                done(nil)
+            }
+        }
+        #expect(failure == nil)
+        let stats = result.state.withLock { $0 }
+        #expect(stats?.workers == live + 1)
+        #expect(stats?.connections == 2 * live)
+        #expect(stats?.rooms == 1)
+        #expect(try redis.command("HLEN herald:r:big") == ":\(live)")
+        #expect(try redis.command("ZCARD herald:alive") == ":\(live)")  // (and "me" left at its stop)
+        #expect(try redis.command("EXISTS herald:w:w\(live):rooms") == ":0")
+        #expect(try redis.command("EXISTS herald:workers") == ":0")
+        #expect(try redis.command("EXISTS herald:w:old1:rooms") == ":0")
+    }
+
+    /// Runs `body` on a loop of its own thread; `done` (with a failure or nil) ends it.
+    static func onLoop(seconds: Double, _ body: @escaping @LoopActor (@escaping @LoopActor (String?) -> Void) -> Void) -> String? {
+        let outcome = Shared<String??>(nil)
+        let thread = Thread {
+            try? EventLoop.current.run {
+                body { failure in
+                    outcome.state.withLock { if $0 == nil { $0 = .some(failure) } }
+                    EventLoop.current.stop()
+                }
+                EventLoop.current.schedule(afterMilliseconds: Int(seconds * 1_000)) {
+                    outcome.state.withLock { if $0 == nil { $0 = .some("timed out") } }
+                    EventLoop.current.stop()
+                }
+            }
+        }
+        thread.start()
+        let deadline = Date().addingTimeInterval(seconds + 2)
+        while !thread.isFinished && Date() < deadline { usleep(20_000) }
+        return outcome.state.withLock { $0 } ?? "the loop did not end"
+    }
+}
+
+private final class Shared<Value: Sendable>: Sendable {
+    let state: Mutex<Value>
+    init(_ value: Value) { state = Mutex(value) }
+}
