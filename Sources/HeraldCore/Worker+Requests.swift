@@ -1,3 +1,4 @@
+import Glibc
 import HeraldLoop
 import HeraldProtocol
 
@@ -6,11 +7,19 @@ extension Worker {
     func handleLine(_ line: UnsafeRawBufferPointer, from connection: Connection) {
         connection.messageCount += 1
         let count = connection.messageCount
+        // The line is exactly the last action's name (what `RequestParser` would say, as
+        // `knownLine` holds only names it reads as that action): no parse, no lookup.
+        if line.count == knownLineCount, let action = lastAction, let bytes = line.baseAddress,
+           memcmp(bytes, knownLine, line.count) == 0 {
+            connection.setSticky("action", string: action.name)
+            runKnownAction(action, for: connection, messageCount: count)
+            return
+        }
         switch RequestParser.parse(line, knownAction: lastAction?.name) {
         case .verb(let verb, let arguments):
             handleVerb(verb, arguments: arguments, from: connection, messageCount: count)
         case .action(let name):
-            connection.setSticky("action", .string(name))
+            connection.setSticky("action", string: name)
             runAction(named: name, params: connection.params, for: connection, messageCount: count)
         case .jsonAction(let name, let params):
             runAction(named: name, params: params ?? JSONObject(), for: connection, messageCount: count)
@@ -22,38 +31,71 @@ extension Worker {
 
     /// Checks and starts an action; its reply is sent when it finishes.
     func runAction(named name: String, params: JSONObject, for connection: Connection, messageCount: Int) {
+        guard admits(name, connection, messageCount: messageCount) else { return }
+        guard let action = lookUpAction(name) else {
+            return refuse("Error: \(name.isEmpty ? "{no action}" : name) is not a known action.",
+                          action: name, connection, messageCount: messageCount)
+        }
+        start(action, params: params, for: connection, messageCount: messageCount)
+    }
+
+    /// `runAction(named: action.name, params: connection.params, …)` for the action found
+    /// last (no lookup, and fewer copies of the name and params on the way).
+    private func runKnownAction(_ action: Action, for connection: Connection, messageCount: Int) {
+        guard admits(action.name, connection, messageCount: messageCount) else { return }
+        start(action, params: connection.params, for: connection, messageCount: messageCount)
+    }
+
+    /// Counts the request; refuses it (false) while stopping or past `simultaneousActions`.
+    private func admits(_ name: String, _ connection: Connection, messageCount: Int) -> Bool {
         connection.totalActions += 1
         totalActions += 1
-        func refuse(_ error: String) {
-            ProcessMetrics.counters.actions[actions[name] == nil ? "unknown" : name, default: ActionCounts()].error += 1
-            connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) },
-                            tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
-        }
         // (A connection waiting for its handoff is still open and served.)
-        if isStopping && connection.state != .open { return refuse("the server is shutting down") }
-        if connection.pendingActions >= configuration.simultaneousActions { return refuse("you have too many pending requests") }
-        guard let action = lookUpAction(name) else {
-            return refuse("Error: \(name.isEmpty ? "{no action}" : name) is not a known action.")
+        if isStopping && connection.state != .open {
+            refuse("the server is shutting down", action: name, connection, messageCount: messageCount)
+            return false
         }
+        if connection.pendingActions >= configuration.simultaneousActions {
+            refuse("you have too many pending requests", action: name, connection, messageCount: messageCount)
+            return false
+        }
+        return true
+    }
+
+    private func refuse(_ error: String, action name: String, _ connection: Connection, messageCount: Int) {
+        ProcessMetrics.counters.actions[actions[name] == nil ? "unknown" : name, default: ActionCounts()].error += 1
+        connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) },
+                        tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
+    }
+
+    /// Fills in the declared defaults and starts the action (or refuses a missing input).
+    private func start(_ action: Action, params: JSONObject, for connection: Connection, messageCount: Int) {
+        if action.inputs.isEmpty { return run(action, params: params, for: connection, messageCount: messageCount) }
         var params = params
         for input in action.inputs {
             let value = params[input.name]
             if input.isRequired {
                 switch value {
                 case nil, .null?, .string("")?:
-                    return refuse("Error: \(input.name) is a required parameter for this action")
+                    return refuse("Error: \(input.name) is a required parameter for this action",
+                                  action: action.name, connection, messageCount: messageCount)
                 default: break
                 }
             } else if value == nil, let fallback = input.defaultValue {
                 params[input.name] = fallback
             }
         }
+        run(action, params: params, for: connection, messageCount: messageCount)
+    }
+
+    private func run(_ action: Action, params: JSONObject, for connection: Connection, messageCount: Int) {
+        let name = action.name
         connection.pendingActions += 1
         pendingActions += 1
-        var call = makeCall(params: params, connection: connection)
-        let started = Clock.monotonicNanos()
         switch action.body {
         case .sync(let run):
+            var call = makeCall(params: params, connection: connection)
+            let started = Clock.monotonicNanos()
             var failure: String?
             do {
                 try run(call)
@@ -61,8 +103,14 @@ extension Worker {
                 failure = Self.failureText(error, action: name, connection: connection)
             }
             finish(call, action: name, error: failure, connection: connection, messageCount: messageCount, started: started)
-            recycle(&call)
+            // Kept for the next request, unless the action kept a reference to it.
+            if spareCall == nil && isKnownUniquelyReferenced(&call) {
+                call.clear()
+                spareCall = consume call
+            }
         case .async(let run):
+            let call = makeCall(params: params, connection: connection)
+            let started = Clock.monotonicNanos()
             connection.track(call)
             call.task = Task.onLoop { [self, call] in
                 var failure: String?
@@ -102,12 +150,26 @@ extension Worker {
     private func lookUpAction(_ name: String) -> Action? {
         if let last = lastAction, last.name == name { return last }
         let found = actions[name]
-        if found != nil { lastAction = found }
+        if let found { remember(found) }
         return found
     }
 
+    /// Makes `action` the last one found, and `knownLine` its name when a line spelling
+    /// it is that action for `RequestParser.parse(_:knownAction:)`: not a verb, not JSON.
+    private func remember(_ action: Action) {
+        lastAction = action
+        knownLineCount = -1
+        var name = action.name
+        name.withUTF8 { utf8 in
+            guard let bytes = utf8.baseAddress, utf8.count > 0, utf8.count <= Self.knownLineCapacity,
+                  utf8[0] != UInt8(ascii: "{"), RequestParser.verb(UnsafeRawBufferPointer(utf8)) == nil else { return }
+            knownLine.copyMemory(from: bytes, byteCount: utf8.count)
+            knownLineCount = utf8.count
+        }
+    }
+
     private func makeCall(params: JSONObject, connection: Connection) -> ActionCall {
-        if let call = spareCalls.popLast() {
+        if let call = spareCall.take() {
             call.reuse(params: params, connection: connection)
             return call
         }
@@ -127,7 +189,10 @@ extension Worker {
         if connection.isOpen {
             connection.send({ ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) },
                             tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
-            if connection.pendingActions == 0 { pendingActionsDrained(connection) }
+            // (`pendingActionsDrained` has nothing to do unless one of these holds.)
+            if connection.pendingActions == 0 && (connection.state == .draining || connection.inputEnded) {
+                pendingActionsDrained(connection)
+            }
         }
     }
 
@@ -135,13 +200,6 @@ extension Worker {
     /// in place in the dictionary's storage, no copy of the histogram.
     private static func count(action: String, failed: Bool, nanos: UInt64) {
         ProcessMetrics.countAction(action, failed: failed, nanos: nanos)
-    }
-
-    /// Keeps a finished call for reuse, unless the action kept a reference to it.
-    private func recycle(_ call: inout ActionCall) {
-        guard isKnownUniquelyReferenced(&call), spareCalls.count < 64 else { return }
-        call.clear()
-        spareCalls.append(call)
     }
 }
 
@@ -163,6 +221,13 @@ extension Connection {
         call.nextRunning?.previousRunning = call.previousRunning
         call.nextRunning = nil
         call.previousRunning = nil
+    }
+
+    /// `setSticky(key, .string(text))`, with nothing to do when the param holds `text`
+    /// already (a client repeating its action).
+    func setSticky(_ key: String, string text: String) {
+        if params.hasString(text, forKey: key) { return }
+        setSticky(key, .string(text))
     }
 
     /// Sets a sticky param, keeping the byte count used for the limits.

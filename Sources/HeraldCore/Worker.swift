@@ -35,9 +35,15 @@ public final class Worker: BeforeSleepHook {
     /// `outputStallTimeout`); nil while nothing needs watching.
     @exclusivity(unchecked) var sweepTimer: LoopTimer?
     @exclusivity(unchecked) private var wakeTimer: LoopTimer?
-    /// The action found last, and finished calls kept for reuse.
+    /// The action found last, and a finished call kept for reuse (synchronous actions
+    /// run one at a time: one is enough).
     @exclusivity(unchecked) var lastAction: Action?
-    @exclusivity(unchecked) var spareCalls: [ActionCall] = []
+    @exclusivity(unchecked) var spareCall: ActionCall?
+    /// The bytes of `lastAction`'s name when a line spelling exactly them is that action
+    /// (see `RequestParser.parse(_:knownAction:)`); `knownLineCount` is -1 otherwise.
+    let knownLine = UnsafeMutableRawPointer.allocate(byteCount: Worker.knownLineCapacity, alignment: 8)
+    @exclusivity(unchecked) var knownLineCount = -1
+    nonisolated static var knownLineCapacity: Int { 64 }
     /// Output buffers lent to connections while they have bytes to send.
     @exclusivity(unchecked) var outputBuffers = BufferPool()
     @exclusivity(unchecked) var random = FastRandom()

@@ -4,7 +4,7 @@ import HeraldProtocol
 /// What an action can use of the worker that runs it.
 @LoopActor
 public final class WorkerServices {
-    unowned let worker: Worker
+    unowned(unsafe) let worker: Worker  // the worker outlives its services (it holds them)
 
     init(worker: Worker) { self.worker = worker }
 
@@ -36,7 +36,9 @@ public final class WorkerServices {
     }
 
     /// A uniformly distributed double in [0, 1), from the worker's fast generator.
-    public func randomUnitInterval() -> Double { Double.random(in: 0..<1, using: &worker.random) }
+    /// (Exactly what `Double.random(in: 0..<1, using:)` computes, without its generic
+    /// steps: the low 53 bits of one draw, times 2^-53.)
+    public func randomUnitInterval() -> Double { Double(worker.random.next() & 0x1F_FFFF_FFFF_FFFF) * 0x1p-53 }
 
     /// Sends `message` to every member of `room` on every worker, `"from":0`.
     public func broadcast(room: String, message: String) {

@@ -47,15 +47,21 @@ public enum JSONNumberFormat {
         writeDecimal(i.magnitude, negative: i < 0, to: &out)
     }
 
+    /// "00" "01" ... "99": two digits per division. (A literal, not a `static let`: no
+    /// `swift_once` per use.)
     @usableFromInline
-    static func writeDecimal(_ value: UInt64, negative: Bool, to out: inout [UInt8]) {
-        // "00" "01" ... "99": two digits per division.
+    static var digitPairs: UnsafePointer<UInt8> {
         let pairs: StaticString = """
             00010203040506070809101112131415161718192021222324252627282930313233343536373839\
             40414243444546474849505152535455565758596061626364656667686970717273747576777879\
             8081828384858687888990919293949596979899
             """
-        let table = pairs.utf8Start
+        return pairs.utf8Start
+    }
+
+    @usableFromInline
+    static func writeDecimal(_ value: UInt64, negative: Bool, to out: inout [UInt8]) {
+        let table = digitPairs
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buf in
             var i = 24
             var v = value
@@ -84,9 +90,20 @@ public enum JSONNumberFormat {
         }
     }
 
-    /// Swift's own shortest round-trip digits, re-laid-out the JavaScript way.
+    /// The shortest round-trip digits (`ShortestDouble`), laid out the JavaScript way;
+    /// `d` is finite and not zero.
     @usableFromInline
     static func writeShortest(_ d: Double, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: ShortestDouble.maxBytes) { buffer in
+            let n = ShortestDouble.write(d, to: buffer.baseAddress!)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    /// What `writeShortest` wrote before `ShortestDouble`: Swift's own shortest
+    /// round-trip digits (`Double.write(to:)`), re-laid-out the JavaScript way. Kept as
+    /// the reference `ShortestDoubleTests` checks `ShortestDouble` against.
+    static func writeShortestReference(_ d: Double, to out: inout [UInt8]) {
         var text = ASCIIScratch()
         d.write(to: &text)   // uses _writeASCII: no String is made
         text.withBytes { swiftText in

@@ -61,6 +61,16 @@ public struct JSONObject: Sendable, Equatable, Sequence {
         return nil
     }
 
+    /// Whether `key` holds exactly the string `text` (no copy of the value).
+    @inlinable @inline(__always)
+    public func hasString(_ text: String, forKey key: String) -> Bool {
+        for i in entries.indices where entries[i].key == key {
+            if case .string(let value) = entries[i].value { return value == text }
+            return false
+        }
+        return false
+    }
+
     @inlinable
     public var count: Int { entries.count }
 

@@ -114,12 +114,7 @@ public struct LineFramer {
         var i = 0
         while i < n {
             // Find the next terminator.
-            var j = i
-            while j < n {
-                let c = chunk[j]
-                if c == 0x0A || c == 0x0D { break }
-                j &+= 1
-            }
+            let j = LineFramer.terminator(in: chunk, from: i)
             if discarding {
                 guard j < n else { return n }
                 discarding = false
@@ -162,6 +157,36 @@ public struct LineFramer {
             case .stop: return n
             case .hold: return j &+ 1
             }
+        }
+        return n
+    }
+
+    /// The index of the first "\n" or "\r" in `chunk` at or after `start`; `chunk.count`
+    /// when none. Eight bytes at a time (the exact "has a zero byte" word test, whose
+    /// lowest flagged byte is the first match), the last few one by one.
+    @inline(__always)
+    static func terminator(in chunk: UnsafeRawBufferPointer, from start: Int) -> Int {
+        let n = chunk.count
+        guard let base = chunk.baseAddress else { return n }
+        var j = start
+        #if _endian(little)
+        // (Little-endian: a borrow runs from a byte to the next one in memory, so no
+        // byte before the first match is flagged.)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        while j &+ 8 <= n {
+            let w = base.loadUnaligned(fromByteOffset: j, as: UInt64.self)
+            let lf = w ^ (ones &* 0x0A)
+            let cr = w ^ (ones &* 0x0D)
+            let found = (((lf &- ones) & ~lf) | ((cr &- ones) & ~cr)) & highs
+            if found != 0 { return j &+ (found.trailingZeroBitCount >> 3) }
+            j &+= 8
+        }
+        #endif
+        while j < n {
+            let c = base.load(fromByteOffset: j, as: UInt8.self)
+            if c == 0x0A || c == 0x0D { return j }
+            j &+= 1
         }
         return n
     }

@@ -77,19 +77,21 @@ public enum ReplyWriter {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { buffer -> Bool in
             var w = ScratchWriter(buffer)
             w.byte(UInt8(ascii: "{"))
-            for entry in fields.entries {
-                if isReservedReplyKey(entry.key) { continue }
-                w.string(entry.key)
-                w.byte(UInt8(ascii: ":"))
-                switch entry.value {
-                case .number(let d): if !w.number(d) { return false }
-                case .string(let text): w.string(text)
-                case .bool(let flag): if flag { w.ascii("true") } else { w.ascii("false") }
-                case .null: w.ascii("null")
-                case .array, .object: return false
+            let fitted = fields.entries.withUnsafeBufferPointer { entries -> Bool in
+                for i in 0..<entries.count {
+                    if !w.key(entries[i].key) { continue }
+                    switch entries[i].value {
+                    case .number(let d): if !w.number(d) { return false }
+                    case .string(let text): w.string(text)
+                    case .bool(let flag): if flag { w.ascii("true") } else { w.ascii("false") }
+                    case .null: w.ascii("null")
+                    case .array, .object: return false
+                    }
+                    w.byte(UInt8(ascii: ","))
                 }
-                w.byte(UInt8(ascii: ","))
+                return true
             }
+            guard fitted else { return false }
             if let error {
                 w.ascii("\"error\":")
                 w.string(error)

@@ -52,9 +52,17 @@ import Testing
         }
     }
 
+    @Test func writesExponentFormsItself() {
+        // Numbers in exponent form, and integers from 2^53 on, are its own (`ShortestDouble`).
+        for value in [1e300, -1e-300, 1e21, 9007199254740992, 1.5e-7, Double.leastNonzeroMagnitude] {
+            var out: [UInt8] = []
+            #expect(ReplyWriter.smallActionReply(fields: ["x": .number(value)], error: nil, messageCount: 1, to: &out))
+            #expect(String(decoding: out, as: UTF8.self) == expected(["x": .number(value)], error: nil, messageCount: 1))
+        }
+    }
+
     @Test func leavesWhatItCannotWriteToTheGeneralWriter() {
         var out: [UInt8] = [7]
-        #expect(!ReplyWriter.smallActionReply(fields: ["x": 1e300], error: nil, messageCount: 1, to: &out))
         #expect(!ReplyWriter.smallActionReply(fields: ["x": ["y": 1]], error: nil, messageCount: 1, to: &out))
         #expect(!ReplyWriter.smallActionReply(fields: ["x": .string(String(repeating: "y", count: 600))], error: nil, messageCount: 1, to: &out))
         #expect(out == [7], "nothing appended when it steps aside")
