@@ -6,6 +6,7 @@
 #           redis-server (PING), 50 connections, pipeline 1 and pipeline 16, same load tool
 #   idle    resident memory per idle connection, 10,000 connections, fresh servers
 #   fanout  one room, 50 subscribers, over a two-worker herald cluster vs redis pub/sub
+#   million connections held by one host (deploy/million.py; HERALD_BENCH_CONNECTIONS)
 #
 # Usage: deploy/benchmark.sh [rounds] [seconds]     (default 5 rounds of 5 s)
 # Everything runs on loopback; every process it starts it stops.
@@ -93,3 +94,11 @@ h=$(grep 'target=herald' "$work/fanout" | field deliveries_per_s | median)
 r=$(grep 'target=redis' "$work/fanout" | field deliveries_per_s | median)
 lost=$(grep 'target=herald' "$work/fanout" | field lost | awk "{s+=\$1} END {print s+0}")
 echo "RESULT fanout: herald ${h} deliveries/s (lost ${lost}), redis ${r} deliveries/s, ratio $(awk "BEGIN {printf \"%.2f\", $h/$r}")"
+
+# --- connections at scale (deploy/million.py): storm, memory per connection over the
+# process tree, say to all with timestamped deliveries, stop. HERALD_BENCH_CONNECTIONS
+# sets the count (default 1000000; 0 skips it).
+connections=${HERALD_BENCH_CONNECTIONS:-1000000}
+if [ "$connections" -gt 0 ]; then
+  python3 deploy/million.py --connections "$connections" --herald "$herald"
+fi
