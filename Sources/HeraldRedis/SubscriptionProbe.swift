@@ -4,7 +4,8 @@ import HeraldLoop
 /// Notices a subscriber connection that is open but hears nothing (left on a demoted or
 /// unrelated node after a failover, or a link that silently stopped): the worker publishes on a channel of its own (`<prefix>probe:<worker id>`) through its
 /// command connection every 500 ms, which its subscriber connection is subscribed to.
-/// When no probe has come back for 2 s while both connections were up, and nothing else
+/// When no probe has come back for 2 s after Redis took it (answered its PUBLISH) while
+/// both connections were up, and nothing else
 /// arrived on the subscriber meanwhile either (a subscriber working through a backlog is
 /// live: its probe is queued behind the backlog), the subscriber is reconnected (it
 /// resubscribes every wanted channel by itself): within about 3 s of the silence starting.
@@ -24,7 +25,7 @@ final class SubscriptionProbe {
     private unowned let subscriber: RedisSubscriber
     private let command: [[UInt8]]
     private var timer: LoopTimer?
-    /// When the oldest probe not yet heard back was sent (0: none outstanding).
+    /// When Redis answered the oldest probe not yet heard back (0: none outstanding).
     private var unansweredSince: UInt64 = 0
     /// Reconnects it caused (for tests and logs).
     private(set) var silentReconnects = 0
@@ -78,7 +79,13 @@ final class SubscriptionProbe {
             subscriber.reconnect(reason: "no probe heard back")
             return
         }
-        guard publisher.sendAndForget(command) else { return }
-        if unansweredSince == 0 { unansweredSince = now }
+        // The silence is counted from when Redis answered a probe's PUBLISH, not from
+        // when it was sent: a Redis or a worker loop starved of CPU (a host busy with a
+        // million connections) answers late and delivers late alike, which is not a dead
+        // subscription; Redis having taken the PUBLISH while the subscriber hears nothing is.
+        publisher.send(command) { [weak self] result in
+            guard let self, case .success = result, self.unansweredSince == 0 else { return }
+            self.unansweredSince = Clock.monotonicNanos()
+        }
     }
 }
