@@ -259,7 +259,7 @@ public final class Connection: EventHandler {
             return
         }
         if output.capacity == 0 { output = worker.outputBuffers.take() }
-        output.append(contentsOf: bytes)
+        output.appendRaw(bytes)
         queueForFlush()
     }
 

@@ -19,17 +19,18 @@ struct MembershipBatch {
     /// How long a failed batch waits before it goes again.
     static let retryMilliseconds = 1_000
 
-    private(set) var joins: [String: [RoomMember]] = [:]
+    /// The connections joining each room (their join time is read when the batch goes).
+    private(set) var joins: [String: [Connection]] = [:]
     private(set) var leaves: [String: [String]] = [:]
 
     var isEmpty: Bool { joins.isEmpty && leaves.isEmpty }
 
-    mutating func join(_ member: RoomMember, room: String) { joins[room, default: []].append(member) }
+    mutating func join(_ connection: Connection, room: String) { joins[room, default: []].append(connection) }
 
     mutating func leave(_ memberID: String, room: String) { leaves[room, default: []].append(memberID) }
 
     /// The gathered work, leaving the batch empty.
-    mutating func take() -> (joins: [String: [RoomMember]], leaves: [String: [String]]) {
+    mutating func take() -> (joins: [String: [Connection]], leaves: [String: [String]]) {
         defer { joins = [:]; leaves = [:] }
         return (joins, leaves)
     }
@@ -40,12 +41,15 @@ extension Worker {
     func flushMembershipBatch() {
         guard !membershipBatch.isEmpty else { return }
         let (joins, leaves) = membershipBatch.take()
-        for (room, members) in joins {
-            for start in stride(from: 0, to: members.count, by: MembershipBatch.maxMembers) {
-                let chunk = Array(members[start..<min(start + MembershipBatch.maxMembers, members.count)])
+        for (room, joining) in joins {
+            // Those still in the room (one that closed in this iteration has left it).
+            let connections = joining.filter { $0.isOpen && $0.rooms.joinedAt(room) != nil }
+            for start in stride(from: 0, to: connections.count, by: MembershipBatch.maxMembers) {
+                let chunk = Array(connections[start..<min(start + MembershipBatch.maxMembers, connections.count)])
+                let members = chunk.map { RoomMember(id: $0.id.string, joinedAt: $0.rooms.joinedAt(room) ?? 0) }
                 Task.onLoop { [self] in
                     do {
-                        try await bus.adopt(room: room, members: chunk)
+                        try await bus.adopt(room: room, members: members)
                     } catch {
                         guard !isStopping else { return }
                         log.warn("room.join.failed", ["room": room, "connections": String(chunk.count), "error": "\(error)",
@@ -86,12 +90,12 @@ extension Worker {
     /// here: the scripts are idempotent, so one that did reach Redis is merely repeated.
     /// (When the Redis connection itself is lost, the worker registers every member again
     /// once it is back, as well.)
-    private func retryJoins(room: String, _ members: [RoomMember]) {
+    /// Only the batch's own connections are looked at (the room may hold a million).
+    private func retryJoins(room: String, _ connections: [Connection]) {
         EventLoop.current.schedule(afterMilliseconds: MembershipBatch.retryMilliseconds) { [weak self] in
             guard let self, !self.isStopping else { return }
-            let failed = Set(members.map(\.id))
-            for member in self.membership.memberList(of: room) where failed.contains(member.id) {
-                self.membershipBatch.join(member, room: room)
+            for connection in connections where connection.isOpen && connection.rooms.joinedAt(room) != nil {
+                self.membershipBatch.join(connection, room: room)
             }
         }
     }

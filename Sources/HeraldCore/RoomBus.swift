@@ -54,11 +54,13 @@ public protocol RoomBus: AnyObject {
     var isLocalOnly: Bool { get }
     /// `deliver`: where messages from other workers go: `line` is the complete chat line
     /// to send to the worker's members of `room` (valid during the call only; not copied).
+    /// `deliveredAll`: called after each run of messages the bus read together went to
+    /// `deliver` (the worker may gather a run's deliveries and make them then).
     /// `drained`: called when the bus stops being congested (see `isCongested`).
     /// Every message of the rooms the worker receives comes to `deliver`, its own echoes
     /// and markers included (`BusMessage` says which).
     func start(membership: Membership, deliver: @escaping @LoopActor (_ room: String, _ line: UnsafeRawBufferPointer, _ message: BusMessage) -> Void,
-               drained: @escaping @LoopActor () -> Void)
+               deliveredAll: @escaping @LoopActor () -> Void, drained: @escaping @LoopActor () -> Void)
     /// This worker's id as bus messages name their origin.
     var originID: [UInt8] { get }
     /// The sequence number of the last message this worker published (0: none yet).
@@ -114,7 +116,7 @@ public final class InProcessBus: RoomBus {
 
     public var isLocalOnly: Bool { true }
     public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void,
-                      drained: @escaping @LoopActor () -> Void) {}
+                      deliveredAll: @escaping @LoopActor () -> Void, drained: @escaping @LoopActor () -> Void) {}
     public var originID: [UInt8] { [0] }
     public var lastPublishedSequence: UInt64 { 0 }
     public func publishMarker(room: String) -> UInt64 { 0 }

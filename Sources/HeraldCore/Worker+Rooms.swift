@@ -94,7 +94,7 @@ extension Worker {
         let joinedAt = Clock.wallMillis()
         recordJoin(connection, room: room, joinedAt: joinedAt)
         guard !bus.isLocalOnly else { return }
-        membershipBatch.join(RoomMember(id: connection.id.string, joinedAt: joinedAt), room: room)
+        membershipBatch.join(connection, room: room)
     }
 
     /// Leaves every room at once (the connection is closing), then tells the bus (in this
@@ -249,7 +249,8 @@ extension Worker {
         line.withBytes { deliver(room: room, bytes: $0, except: sender) }
     }
 
-    func deliver(room: String, bytes: UnsafeRawBufferPointer, except sender: Connection?) {
+    /// Sends `bytes` (`lines` whole chat lines) to every open member of `room` but `sender`.
+    func deliver(room: String, bytes: UnsafeRawBufferPointer, except sender: Connection?, lines: Int = 1) {
         guard let members = membership.members(of: room) else { return }
         var delivered = 0
         members.forEach { member in
@@ -258,7 +259,7 @@ extension Worker {
                 delivered += 1
             }
         }
-        ProcessMetrics.counters.chatDeliveries += delivered
+        ProcessMetrics.counters.chatDeliveries += delivered * lines
     }
 
     func replyVerb(_ connection: Connection, _ status: String, _ data: JSON?, _ messageCount: Int) {

@@ -26,6 +26,8 @@ public final class Worker: BeforeSleepHook {
     @exclusivity(unchecked) var overflowing: [Connection] = []
     /// Connections with output to write at the end of this loop iteration.
     @exclusivity(unchecked) var flushQueue: [Connection] = []
+    /// Chat lines of one room from the bus, delivered together (`Worker.gather`).
+    @exclusivity(unchecked) var chatBatch = ChatBatch()
     /// Default-room joins and closing connections' leaves for the bus, sent in `beforeSleep`.
     @exclusivity(unchecked) var membershipBatch = MembershipBatch()
     /// Connections whose input holds were released: their held input is parsed before
@@ -86,9 +88,13 @@ public final class Worker: BeforeSleepHook {
         EventLoop.current.addBeforeSleepHook(self)
         bus.start(membership: membership,
                   deliver: { [unowned self] room, line, message in
-                      if let chat = self.chatHandoff { return chat.received(room: room, line: line, message) }
-                      if !message.isOwn && !message.isMarker { self.deliver(room: room, bytes: line, except: nil) }
+                      if let chat = self.chatHandoff {
+                          self.deliverChatBatch()
+                          return chat.received(room: room, line: line, message)
+                      }
+                      if !message.isOwn && !message.isMarker { self.gather(room: room, line: line) }
                   },
+                  deliveredAll: { [unowned self] in self.deliverChatBatch() },
                   drained: { [unowned self] in self.busDrained() })
         for socket in sockets {
             let listener = Listener(socket: socket, worker: self)
@@ -286,6 +292,7 @@ public final class Worker: BeforeSleepHook {
 
     public func beforeSleep() {
         // Flushing may release held input, whose parsing queues more output: a few rounds.
+        deliverChatBatch()
         var rounds = 0
         repeat {
             if !overflowing.isEmpty {

@@ -6,8 +6,12 @@ public enum Sockets {
     /// Creates a non-blocking listening TCP socket bound to `host:port`.
     /// `host` is an IPv4 or IPv6 literal or a name; "0.0.0.0" and "::" bind every address.
     /// With `reusePort`, several sockets share the port and the kernel spreads new
-    /// connections evenly over them (SO_REUSEPORT).
-    public static func listen(host: String, port: Int, backlog: Int32 = 1024, reusePort: Bool = false) throws(SystemError) -> Int32 {
+    /// connections evenly over them (SO_REUSEPORT). `backlog`: connections the kernel
+    /// completes before the worker accepts them; the kernel caps it at
+    /// `net.core.somaxconn` (4096 on current Linux). A full queue drops the client's last
+    /// handshake packet, and the client, which thinks it is connected, waits for
+    /// retransmissions: in a connect storm a deep queue is what keeps clients from stalling.
+    public static func listen(host: String, port: Int, backlog: Int32 = 4096, reusePort: Bool = false) throws(SystemError) -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

@@ -1,4 +1,5 @@
 import HeraldLoop
+import HeraldProtocol
 
 /// The framing of a bus message (the payload of a room channel's PUBLISH):
 ///
@@ -32,7 +33,7 @@ public enum BusFrame {
         message.reserveCapacity(header.count + 8 + line.count)
         message.append(contentsOf: header)
         for shift in stride(from: 0, to: 64, by: 8) { message.append(UInt8(truncatingIfNeeded: sequence >> UInt64(shift))) }
-        message.append(contentsOf: line)
+        message.appendRaw(line)
     }
 
     /// Splits a message into its origin and its line (views into `message`, no copies);

@@ -34,6 +34,7 @@ public final class RedisBus: RoomBus {
     private var message: [UInt8] = []
     private let workerKey: [UInt8]
     private let workerRoomsKey: [UInt8]
+    private let workerMembersPrefix: [UInt8]
     private let aliveKey: [UInt8]
     private let roomsKey: [UInt8]
     private let channelPrefix: [UInt8]
@@ -76,6 +77,7 @@ public final class RedisBus: RoomBus {
         self.frameHeader = BusFrame.header(origin: self.workerIDBytes)
         self.workerKey = prefix + Array("w:\(self.workerID)".utf8)
         self.workerRoomsKey = prefix + Array("w:\(self.workerID):rooms".utf8)
+        self.workerMembersPrefix = prefix + Array("w:\(self.workerID):r:".utf8)
         self.aliveKey = prefix + Array("alive".utf8)
         self.roomsKey = prefix + Array("rooms".utf8)
         self.channelPrefix = Array((endpoint.prefix + "room:").utf8)
@@ -93,7 +95,7 @@ public final class RedisBus: RoomBus {
     public var isLocalOnly: Bool { false }
 
     public func start(membership: Membership, deliver: @escaping @LoopActor (String, UnsafeRawBufferPointer, BusMessage) -> Void,
-                      drained: @escaping @LoopActor () -> Void) {
+                      deliveredAll: @escaping @LoopActor () -> Void, drained: @escaping @LoopActor () -> Void) {
         self.membership = membership
         self.deliver = deliver
         self.drained = drained
@@ -103,6 +105,7 @@ public final class RedisBus: RoomBus {
             resync()
         }
         subscriber.onMessage = { [unowned self] channel, payload in received(channel: channel, payload: payload) }
+        subscriber.onMessagesEnd = deliveredAll
         commands.start()
         subscriber.start()
         probe?.start()
@@ -131,7 +134,7 @@ public final class RedisBus: RoomBus {
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
         let token = noteSent(room: room, members: [(member.id, value)])
         defer { noteAnswered(room: room, members: [member.id], token: token) }
-        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey],
+        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)],
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
         try await waiter?.wait()
     }
@@ -153,7 +156,7 @@ public final class RedisBus: RoomBus {
         }
         let token = noteSent(room: room, members: sent)
         defer { noteAnswered(room: room, members: members.map(\.id), token: token) }
-        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments)
+        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)], arguments: arguments)
         try await waiter?.wait()
     }
 
@@ -168,7 +171,7 @@ public final class RedisBus: RoomBus {
         var arguments: [[UInt8]] = [Array(room.utf8), Array((lastHere ? "1" : "0").utf8)]
         arguments.reserveCapacity(2 + memberIDs.count)
         for id in memberIDs { arguments.append(Array(id.utf8)) }
-        _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments)
+        _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)], arguments: arguments)
     }
 
     public func roomVacated(_ room: String) {
@@ -348,7 +351,7 @@ public final class RedisBus: RoomBus {
             }
             registered += entries.count
             rooms += 1
-            joinScript.send(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey], arguments: arguments) { result in
+            joinScript.send(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)], arguments: arguments) { result in
                 if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
             }
         }
@@ -464,4 +467,6 @@ public final class RedisBus: RoomBus {
 
     func channelName(_ room: String) -> String { endpoint.prefix + "room:" + room }
     func roomKey(_ room: String) -> [UInt8] { prefix + Array("r:".utf8) + Array(room.utf8) }
+    /// The set of ids this worker joined to `room` (see `Lua`).
+    func workerMembersKey(_ room: String) -> [UInt8] { workerMembersPrefix + Array(room.utf8) }
 }

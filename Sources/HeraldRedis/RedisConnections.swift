@@ -51,6 +51,8 @@ extension RedisCommandConnection {
 @LoopActor
 public protocol RedisSubscriptions: AnyObject {
     var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)? { get set }
+    /// Called after the messages of one read were all passed to `onMessage`.
+    var onMessagesEnd: (@LoopActor () -> Void)? { get set }
     func start()
     func stop()
     func subscribe(_ channel: String) -> SubscriptionWaiter?

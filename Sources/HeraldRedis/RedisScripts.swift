@@ -74,6 +74,9 @@ final class RedisScript {
 ///   P alive              sorted set: worker id → when its heartbeat expires (ms, Redis
 ///                        clock); the registry the reap reads
 ///   P w:<worker>:rooms   set of rooms where the worker has members
+///   P w:<worker>:r:<room> set of the ids the worker joined to the room (what clearing
+///                        a worker reads: its own members, not the whole room; an id
+///                        whose entry another worker took over since is left alone)
 ///   P r:<room>           hash member id → "<joinedAt> <worker id>"
 ///   P rooms              set of rooms with members
 ///   P c:<key>            cache entry, expires (PX)
@@ -81,20 +84,30 @@ final class RedisScript {
 ///   P workers            the set of worker ids of earlier versions (the registry before
 ///                        `alive`): `reap` with the figures drains it
 enum Lua {
-    /// KEYS: room hash, rooms set, worker rooms set. ARGV: room, then member id/value pairs.
+    /// KEYS: room hash, rooms set, worker rooms set, worker's member set of the room.
+    /// ARGV: room, then member id/value pairs.
     static let join = """
-        for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+        for i = 2, #ARGV, 2 do
+          redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+          redis.call('SADD', KEYS[4], ARGV[i])
+        end
         redis.call('SADD', KEYS[2], ARGV[1])
         redis.call('SADD', KEYS[3], ARGV[1])
         return 1
         """
 
-    /// KEYS: room hash, rooms set, worker rooms set. ARGV: room, "1" when the worker has
-    /// no member left in the room, then the member ids.
+    /// KEYS: room hash, rooms set, worker rooms set, worker's member set of the room.
+    /// ARGV: room, "1" when the worker has no member left in the room, then the member ids.
     static let leave = """
-        for i = 3, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+        for i = 3, #ARGV do
+          redis.call('HDEL', KEYS[1], ARGV[i])
+          redis.call('SREM', KEYS[4], ARGV[i])
+        end
         if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
-        if ARGV[2] == '1' then redis.call('SREM', KEYS[3], ARGV[1]) end
+        if ARGV[2] == '1' then
+          redis.call('SREM', KEYS[3], ARGV[1])
+          redis.call('DEL', KEYS[4])
+        end
         return 1
         """
 
@@ -156,9 +169,25 @@ enum Lua {
           local suffix = ' ' .. w
           for _, room in ipairs(redis.call('SMEMBERS', wr)) do
             local h = prefix .. 'r:' .. room
-            local all = redis.call('HGETALL', h)
-            for i = 1, #all, 2 do
-              if string.sub(all[i + 1], -#suffix) == suffix then redis.call('HDEL', h, all[i]) end
+            local own = prefix .. 'w:' .. w .. ':r:' .. room
+            if redis.call('EXISTS', own) == 1 then
+              -- The worker's own ids, 1,000 at a time (a room may hold a million).
+              local ids = redis.call('SMEMBERS', own)
+              for first = 1, #ids, 1000 do
+                local last = math.min(first + 999, #ids)
+                local values = redis.call('HMGET', h, unpack(ids, first, last))
+                for i = first, last do
+                  local value = values[i - first + 1]
+                  if value and string.sub(value, -#suffix) == suffix then redis.call('HDEL', h, ids[i]) end
+                end
+              end
+              redis.call('DEL', own)
+            else
+              -- A worker of an earlier version keeps no set of its own: scan the room.
+              local all = redis.call('HGETALL', h)
+              for i = 1, #all, 2 do
+                if string.sub(all[i + 1], -#suffix) == suffix then redis.call('HDEL', h, all[i]) end
+              end
             end
             if redis.call('HLEN', h) == 0 then redis.call('SREM', KEYS[2], room) end
           end

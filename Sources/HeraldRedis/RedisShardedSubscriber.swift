@@ -10,6 +10,7 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
     let router: RedisClusterClient
     let commandTimeout: Int
     public var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)?
+    public var onMessagesEnd: (@LoopActor () -> Void)?
     private var shards: [RedisNode: RedisSubscriber] = [:]
     /// Each wanted channel and the node it is subscribed on (nil while no map names one).
     private var home: [String: RedisNode?] = [:]
@@ -61,6 +62,7 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
         let shard = RedisSubscriber(endpoint: router.endpoint.node(node), name: "subscriber@\(node)", sharded: true,
                                     commandTimeout: commandTimeout)
         shard.onMessage = { [unowned self] channel, payload in onMessage?(channel, payload) }
+        shard.onMessagesEnd = { [unowned self] in onMessagesEnd?() }
         shard.onRedirect = { [weak self] _ in self?.router.wantRefresh() }
         shards[node] = shard
         shard.start()

@@ -27,6 +27,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     public let name: String
     public let commandTimeout: Int
     public var onMessage: (@LoopActor (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void)?
+    public var onMessagesEnd: (@LoopActor () -> Void)?
     /// A subscription was refused with a redirect or dropped by Redis (the slot moved).
     var onRedirect: (@LoopActor (_ channel: String) -> Void)?
     public private(set) var lastError = "not connected yet"
@@ -302,7 +303,10 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
             // One read of up to 64 KB an event (RedisInput): more would batch so much
             // delivery before the next flush that fan-out latency suffers.
             switch input.read(fd, into: context.pointee.reader) {
-            case .fed: if !drainReplies() { return }
+            case .fed:
+                let stillConnected = drainReplies()
+                onMessagesEnd?()
+                if !stillConnected { return }
             case .nothing: break
             case .closed: return dropConnection("Server closed the connection")
             case .failed(let code): return dropConnection(String(cString: strerror(code)))

@@ -77,6 +77,41 @@ struct RedisBusTests {
         }
     }
 
+    @Test("a burst of says in two rooms reaches the other process exactly once, in the order said (runs of one room gathered)")
+    func burstInTwoRoomsKeepsOrder() throws {
+        try Self.withTwoHosts { a, b, _ in
+            let (alice, aliceID) = try Self.client(a)
+            let (bob, _) = try Self.client(b)    // in both rooms
+            let (carol, _) = try Self.client(b)  // in room x only
+            try alice.roundTrip("roomAdd x", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try alice.roundTrip("roomAdd y", #"{"status":"OK","context":"response","data":true,"messageCount":3}"#)
+            try bob.roundTrip("roomAdd x", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try bob.roundTrip("roomAdd y", #"{"status":"OK","context":"response","data":true,"messageCount":3}"#)
+            try carol.roundTrip("roomAdd x", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            // Runs of one room of different lengths, some lines long enough (12 KB) that a
+            // run passes the 16 KiB batch, all pipelined so that b reads many per read.
+            var said: [(room: String, text: String)] = []
+            let big = String(repeating: "z", count: 12_000)
+            for i in 0..<400 {
+                let room = (i / 7) % 3 == 2 ? "y" : "x"
+                said.append((room, i % 50 == 49 ? "m\(i) \(big)" : "m\(i)"))
+            }
+            for (room, text) in said { try alice.send("say \(room) \(text)") }
+            for i in 0..<said.count { try alice.expectOK("null", 4 + i) }
+            func heard(_ client: LineClient, _ count: Int) throws -> [String] {
+                try (0..<count).map { _ in
+                    let line = try client.readJSON()
+                    #expect(line["from"]?.stringValue == aliceID)
+                    return "\(line["room"]?.stringValue ?? "?") \(line["message"]?.stringValue ?? "?")"
+                }
+            }
+            #expect(try heard(bob, said.count) == said.map { "\($0.room) \($0.text)" })
+            let inX = said.filter { $0.room == "x" }
+            #expect(try heard(carol, inX.count) == inX.map { "x \($0.text)" })
+            for client in [alice, bob, carol] { try client.expectNoData(for: 0.3) }
+        }
+    }
+
     @Test("hosts named web1 and web10: chat arrives byte-exact both ways, and no worker delivers its own echo")
     func hostsWithDifferentNames() throws {
         try Self.withTwoHosts(hostNames: ("web1", "web10")) { a, b, _ in

@@ -17,7 +17,7 @@ import Testing
         let endpoint = try RedisEndpoint.parse(url: redis.url)
         let failure = Self.onLoop(seconds: 10) { done in
             let bus = RedisBus(endpoint: endpoint, workerID: "early")
-            bus.start(membership: Membership(), deliver: { _, _, _ in }, drained: {})
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
             Task.onLoop {
                 do {
                     try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
@@ -62,7 +62,7 @@ import Testing
         let result = Shared<ClusterStats?>(nil)
         let failure = Self.onLoop(seconds: 10) { done in
             let bus = RedisBus(endpoint: endpoint, workerID: "me")
-            bus.start(membership: Membership(), deliver: { _, _, _ in }, drained: {})
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
             Task.onLoop {
                 do {
                     // (The first reap, at the connect, removes at most 100 dead workers.)
@@ -86,6 +86,57 @@ import Testing
         #expect(try redis.command("EXISTS herald:w:w\(live):rooms") == ":0")
         #expect(try redis.command("EXISTS herald:workers") == ":0")
         #expect(try redis.command("EXISTS herald:w:old1:rooms") == ":0")
+    }
+
+    /// Clearing a worker reads the set of ids it joined to each room, not the room: a
+    /// room of 20,000 members of another worker is not scanned (no HGETALL ran), the dead
+    /// worker's members go, and an id it joined that a successor has taken over since (a
+    /// handoff) stays. The bus keeps that set with its joins and leaves.
+    @Test func clearReadsTheWorkersOwnMembersOnly() throws {
+        let redis = try RedisServer()
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        _ = try redis.command(#"EVAL "for i = 1, 20000 do redis.call('HSET', KEYS[1], 'o' .. i, '1 other') end" 1 herald:r:big"#)
+        _ = try redis.command("ZADD herald:alive 99999999999999 other")
+        _ = try redis.command("SET herald:w:other 20000")
+        _ = try redis.command("ZADD herald:alive 1 dead")
+        _ = try redis.command("SADD herald:w:dead:rooms big")
+        for id in ["d1", "d2", "d3"] { _ = try redis.command("HSET herald:r:big \(id) \"1 dead\"") }
+        _ = try redis.command("HSET herald:r:big moved \"1 other\"")
+        _ = try redis.command("SADD herald:w:dead:r:big d1 d2 d3 moved")
+        _ = try redis.command("SADD herald:rooms big")
+        _ = try redis.command("CONFIG RESETSTAT")
+        let failure = Self.onLoop(seconds: 10) { done in
+            let bus = RedisBus(endpoint: endpoint, workerID: "me")
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
+            Task.onLoop {
+                do {
+                    try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                    try await bus.join(room: "r", member: RoomMember(id: "m2", joinedAt: 2))
+                    try await bus.leave(room: "r", memberID: "m2", lastHere: false)
+                    _ = try await bus.stats()  // (a reap, after the one at the connect)
+                    let key = Array("herald:w:me:r:r".utf8)
+                    let m1 = try await bus.commands.command([Array("SISMEMBER".utf8), key, Array("m1".utf8)])
+                    let m2 = try await bus.commands.command([Array("SISMEMBER".utf8), key, Array("m2".utf8)])
+                    bus.stop()
+                    if m1.integer != 1 || m2.integer != 0 { return done("own set after join m1, m2, leave m2: m1 \(m1), m2 \(m2)") }
+                } catch {
+                    return done("bus: \(error)")
+                }
+                done(nil)
+            }
+        }
+        #expect(failure == nil)
+        #expect(try redis.command("HLEN herald:r:big") == ":20001")
+        #expect(try redis.command("HEXISTS herald:r:big d1") == ":0")
+        #expect(try redis.command("HEXISTS herald:r:big moved") == ":1")
+        #expect(try redis.command("EXISTS herald:w:dead:r:big") == ":0")
+        let client = try LineClient(port: redis.port, connectTimeout: 1)
+        defer { client.close() }
+        try client.send("INFO commandstats")
+        var stats = ""
+        while let line = try? client.readLine(timeout: 0.5) { stats += line + "\n" }
+        #expect(stats.contains("cmdstat_hmget"), "\(stats)")
+        #expect(!stats.contains("cmdstat_hgetall"), "\(stats)")
     }
 
     /// Runs `body` on a loop of its own thread; `done` (with a failure or nil) ends it.
