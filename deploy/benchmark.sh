@@ -5,7 +5,7 @@
 #   rr      request/response round trips: one herald worker (randomNumber) vs one
 #           redis-server (PING), 50 connections, pipeline 1 and pipeline 16, same load tool
 #   idle    resident memory per idle connection, 10,000 connections, fresh servers
-#   fanout  one room, 50 subscribers, over a two-worker herald cluster vs redis pub/sub
+#   fanout  one room, 50 and 1,000 subscribers, over a two-worker herald cluster vs redis pub/sub
 #   million connections held by one host (deploy/million.py; HERALD_BENCH_CONNECTIONS)
 #
 # Usage: deploy/benchmark.sh [rounds] [seconds]     (default 5 rounds of 5 s)
@@ -89,11 +89,20 @@ for _ in $(seq 1 "$rounds"); do
   "$herald" bench fanout --port "$hp" --subscribers 50 --messages 100000 --duration 30 | tee -a "$work/fanout"
   "$herald" bench fanout --target redis --port "$rp" --subscribers 50 --messages 100000 --duration 30 | tee -a "$work/fanout"
 done
+# The same with 1,000 members (issue 13's figure): 10,000 messages, 10 M deliveries a run.
+: >"$work/fanout1000"
+for _ in $(seq 1 "$rounds"); do
+  "$herald" bench fanout --port "$hp" --subscribers 1000 --messages 10000 --duration 30 | tee -a "$work/fanout1000"
+  "$herald" bench fanout --target redis --port "$rp" --subscribers 1000 --messages 10000 --duration 30 | tee -a "$work/fanout1000"
+done
 stop_herald "$hp"
-h=$(grep 'target=herald' "$work/fanout" | field deliveries_per_s | median)
-r=$(grep 'target=redis' "$work/fanout" | field deliveries_per_s | median)
-lost=$(grep 'target=herald' "$work/fanout" | field lost | awk "{s+=\$1} END {print s+0}")
-echo "RESULT fanout: herald ${h} deliveries/s (lost ${lost}), redis ${r} deliveries/s, ratio $(awk "BEGIN {printf \"%.2f\", $h/$r}")"
+for run in fanout fanout1000; do
+  h=$(grep 'target=herald' "$work/$run" | field deliveries_per_s | median)
+  r=$(grep 'target=redis' "$work/$run" | field deliveries_per_s | median)
+  lost=$(grep 'target=herald' "$work/$run" | field lost | awk "{s+=\$1} END {print s+0}")
+  members=$([ "$run" = fanout ] && echo 50 || echo 1000)
+  echo "RESULT fanout ${members} members: herald ${h} deliveries/s (lost ${lost}), redis ${r} deliveries/s, ratio $(awk "BEGIN {printf \"%.2f\", $h/$r}")"
+done
 
 # --- connections at scale (deploy/million.py): storm, memory per connection over the
 # process tree, say to all with timestamped deliveries, stop. HERALD_BENCH_CONNECTIONS

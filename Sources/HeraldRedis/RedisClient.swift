@@ -191,6 +191,10 @@ public final class RedisClient: EventHandler {
         let timeout = commandTimeout
         pending.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, pending] in
             guard pending.isPending else { return }
+            // A loop busy past the deadline (a say to 20,000 members on a starved host) runs
+            // its timers before it has read what came meanwhile: read the answer first.
+            self?.handleEvents(IOEvents.readable)
+            guard pending.isPending else { return }
             pending.complete(.failure(.timeout(timeout)))
             // Nothing came back since the command went out: the connection is stuck.
             if let self, self.lastReplyAt < pending.sentAt { self.drop(reason: "no reply within \(timeout) ms") }

@@ -125,6 +125,9 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         let timeout = commandTimeout
         let askedAt = Clock.monotonicNanos()
         waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, waiter] in
+            // A loop busy past the deadline has not read what came meanwhile: read it first.
+            if let self, self.phase == .ready { self.handleEvents(IOEvents.readable) }
+            guard !waiter.isFinished else { return }
             waiter.finish(.timeout(timeout))
             guard let self else { return }
             self.forget(waiter, channel: channel)
@@ -436,6 +439,8 @@ public final class SubscriptionWaiter {
     private var result: RedisError??
     private var continuation: UnsafeContinuation<Void, any Error>?
     var timer: LoopTimer?
+
+    var isFinished: Bool { result != nil }
 
     func finish(_ error: RedisError?) {
         guard result == nil else { return }
