@@ -60,6 +60,10 @@ public final class RedisClient: EventHandler {
     static let initialBackoff = 100
     static let maximumBackoff = 2_000
 
+    /// The node's role when the caller knows it (a cluster's slot map names masters), for
+    /// `herald status`; a Sentinel endpoint's role is checked with ROLE instead.
+    var nodeRole: String?
+
     public init(endpoint: RedisEndpoint, name: String, commandTimeout: Int = 2_000) {
         self.endpoint = endpoint
         self.name = name
@@ -327,7 +331,8 @@ public final class RedisClient: EventHandler {
             } else {
                 log.info("redis.connected", ["client": name, "redis": endpoint.description])
             }
-            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" } ?? Self.nodeName(endpoint)
+            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" }
+                ?? nodeRole.map { "\(Self.nodeName(endpoint)) \($0)" } ?? Self.nodeName(endpoint)
         }
         failures = 0
         onReady?()

@@ -173,6 +173,7 @@ public final class RedisClusterClient: RedisCommandConnection {
     private func connection(to node: RedisNode) -> RedisClient {
         if let client = clients[node] { return client }
         let client = RedisClient(endpoint: endpoint.node(node), name: "\(name)@\(node)", commandTimeout: commandTimeout)
+        client.nodeRole = "master"  // (the slot map's owners)
         client.publishHighWater = publishHighWater
         client.onReady = { [weak self] in self?.onReady?() }
         client.onPublishDrained = { [weak self] in

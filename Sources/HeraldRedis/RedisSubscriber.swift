@@ -74,11 +74,14 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
     private var channels: [String: Channel] = [:]
     /// Channels whose command awaits its reply, in the order sent (to match error replies).
     private var inFlightOrder: [String] = []
+    /// Sharded pub/sub (`SSUBSCRIBE`) on a Redis Cluster master.
+    private let sharded: Bool
 
     public init(endpoint: RedisEndpoint, name: String, sharded: Bool, commandTimeout: Int = 2_000) {
         self.endpoint = endpoint
         self.name = name
         self.commandTimeout = commandTimeout
+        self.sharded = sharded
         let s = sharded ? "s" : ""
         subscribeVerb = Array("\(s)subscribe".uppercased().utf8)
         unsubscribeVerb = Array("\(s)unsubscribe".uppercased().utf8)
@@ -289,7 +292,9 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
             } else {
                 log.info("redis.connected", ["client": name, "redis": endpoint.description])
             }
-            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" } ?? RedisClient.nodeName(endpoint)
+            // (A sharded subscriber is on a master of the slot map.)
+            ProcessMetrics.redisNodes[name] = connectedNode.map { "\($0) master" }
+                ?? (sharded ? "\(RedisClient.nodeName(endpoint)) master" : RedisClient.nodeName(endpoint))
         }
         for key in Array(channels.keys) { pump(key) }
     }

@@ -102,7 +102,7 @@ struct RedisClusterTests {
             #expect(stats?["connections"]?.intValue == 2)
             #expect(stats?["rooms"]?.intValue == 3)
             // herald status names the masters its worker is on.
-            let masters = rooms.map { "127.0.0.1:\($0.master)" }.sorted().joined(separator: ", ")
+            let masters = rooms.map { "127.0.0.1:\($0.master) master" }.sorted().joined(separator: ", ")
             try RedisBusTests.eventually(5, "herald status listing the three masters") {
                 try ClusterTests.status(a)["workers"]?.arrayValue?.first?["redisNode"]?.stringValue == masters
             }
