@@ -243,12 +243,15 @@ public enum ProcessMetrics {
     public static var redisNodes: [String: String] = [:]
     /// One line for `herald status`: the node all clients are on, else each client's
     /// (`client=node`); a cluster's per-node clients (named `<client>@<node>`) show as
-    /// their node alone, so a cluster reads as its masters' list.
+    /// their node (and role) alone, so a cluster reads as its masters' list.
     public static var redisNodeSummary: String? {
         guard !redisNodes.isEmpty else { return nil }
         let distinct = Set(redisNodes.values)
         if distinct.count == 1, redisNodes.count == redisClients { return distinct.first }
-        let named = Set(redisNodes.map { $0.key.hasSuffix("@" + $0.value) ? $0.value : "\($0.key)=\($0.value)" })
+        let named = Set(redisNodes.map { client, node in
+            let address = node.split(separator: " ", maxSplits: 1).first.map(String.init) ?? node
+            return client.hasSuffix("@" + address) ? node : "\(client)=\(node)"
+        })
         return named.sorted().joined(separator: ", ")
     }
 

@@ -1,13 +1,25 @@
 import Foundation
 import Glibc
-import Synchronization
 
 /// Free loopback TCP ports for the servers the tests start.
+/// The ports handed out, behind a lock. (Not a `Mutex` in a static: ThreadSanitizer reports
+/// its `withLock` on a global as a Swift access race between test threads.)
+private final class PortSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ports = Set<UInt16>()
+
+    func insert(_ port: UInt16) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return ports.insert(port).inserted
+    }
+}
+
 enum FreePort {
     /// Ports this test process has handed out: never handed out twice, so two tests
     /// running in parallel cannot be given the same port (one test's client would then
     /// talk to the other's server: a TLS client meeting a plain port, seen in CI).
-    private static let handedOut = Mutex<Set<UInt16>>([])
+    private static let handedOut = PortSet()
 
     /// A port the kernel reports free that this process has not handed out before.
     /// Another process may take the port before herald binds it; `HeraldProcess.start`
@@ -15,7 +27,7 @@ enum FreePort {
     static func pick() throws -> UInt16 {
         for _ in 0..<64 {
             let port = try pickFromKernel()
-            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+            if handedOut.insert(port) { return port }
         }
         throw HarnessError.system("no fresh free port after 64 tries", EADDRINUSE)
     }
