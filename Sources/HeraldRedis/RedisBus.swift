@@ -273,7 +273,7 @@ public final class RedisBus: RoomBus {
     public func members(of room: String) async throws -> [RoomMember] {
         guard commands.acceptsCommands else { throw RedisError.unavailable(commands.lastError) }
         let reply = try await membersScript.run(on: commands, keys: [roomKey(room), roomsKey],
-                                                arguments: [prefix, Array(room.utf8)])
+                                                arguments: [prefix, Array(room.utf8), workerIDBytes])
         guard let items = reply.array else { throw RedisError.protocolError("roomView: unexpected reply") }
         var members: [RoomMember] = []
         members.reserveCapacity(items.count / 2)

@@ -111,11 +111,15 @@ enum Lua {
         return 1
         """
 
-    /// KEYS: room hash, rooms set. ARGV: prefix, room. Members of live workers as
-    /// [id, joinedAt, …]; members of dead workers are removed on the way.
+    /// KEYS: room hash, rooms set. ARGV: prefix, room, the asking worker's id. Members of
+    /// live workers as [id, joinedAt, …]; members of dead workers are removed on the way.
+    /// The asking worker is alive whatever its heartbeat key says: a roomView sent as the
+    /// worker's Redis connection came up reached Redis before its first heartbeat, and
+    /// took the worker's own members for a dead worker's (seen in CI).
     static let members = """
         local all = redis.call('HGETALL', KEYS[1])
         local alive, out = {}, {}
+        if ARGV[3] then alive[ARGV[3]] = true end
         for i = 1, #all, 2 do
           local value = all[i + 1]
           local space = string.find(value, ' ', 1, true)

@@ -139,6 +139,31 @@ import Testing
         #expect(!stats.contains("cmdstat_hgetall"), "\(stats)")
     }
 
+    /// A worker asking for a room's members is alive: its own members are listed even when
+    /// its heartbeat key is not there yet (a roomView that reached Redis as the worker's
+    /// connection came up, before its first heartbeat, made them vanish: seen in CI).
+    @Test func roomViewKeepsTheAskingWorkersMembers() throws {
+        let redis = try RedisServer()
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        let failure = Self.onLoop(seconds: 10) { done in
+            let bus = RedisBus(endpoint: endpoint, workerID: "me")
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
+            Task.onLoop {
+                do {
+                    try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                    _ = try await bus.commands.command([Array("DEL".utf8), Array("herald:w:me".utf8)])
+                    let members = try await bus.members(of: "r")
+                    bus.stop()
+                    if members.map(\.id) != ["m1"] { return done("members without the heartbeat key: \(members)") }
+                } catch {
+                    return done("bus: \(error)")
+                }
+                done(nil)
+            }
+        }
+        #expect(failure == nil)
+    }
+
     /// Runs `body` on a loop of its own thread; `done` (with a failure or nil) ends it.
     static func onLoop(seconds: Double, _ body: @escaping @LoopActor (@escaping @LoopActor (String?) -> Void) -> Void) -> String? {
         let outcome = Shared<String??>(nil)
