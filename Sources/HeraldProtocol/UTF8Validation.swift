@@ -55,9 +55,8 @@ public enum UTF8Validation {
 }
 
 extension Array where Element == UInt8 {
-    /// Appends raw bytes with one copy (a `memcpy`). `append(contentsOf:)` given an
-    /// `UnsafeRawBufferPointer` itself copies byte by byte: it was 20 % of a worker's time
-    /// delivering chat.
+    /// Appends raw bytes with one copy (through the contiguous-storage path of
+    /// `append(contentsOf:)`).
     @inlinable
     public mutating func appendRaw(_ bytes: UnsafeRawBufferPointer) {
         bytes.withMemoryRebound(to: UInt8.self) { append(contentsOf: $0) }

@@ -134,7 +134,7 @@ public final class RedisBus: RoomBus {
         let value = Array("\(member.joinedAt) ".utf8) + workerIDBytes
         let token = noteSent(room: room, members: [(member.id, value)])
         defer { noteAnswered(room: room, members: [member.id], token: token) }
-        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)],
+        _ = try await joinScript.run(on: commands, keys: membershipKeys(room),
                                      arguments: [Array(room.utf8), Array(member.id.utf8), value])
         try await waiter?.wait()
     }
@@ -156,7 +156,7 @@ public final class RedisBus: RoomBus {
         }
         let token = noteSent(room: room, members: sent)
         defer { noteAnswered(room: room, members: members.map(\.id), token: token) }
-        _ = try await joinScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)], arguments: arguments)
+        _ = try await joinScript.run(on: commands, keys: membershipKeys(room), arguments: arguments)
         try await waiter?.wait()
     }
 
@@ -171,7 +171,7 @@ public final class RedisBus: RoomBus {
         var arguments: [[UInt8]] = [Array(room.utf8), Array((lastHere ? "1" : "0").utf8)]
         arguments.reserveCapacity(2 + memberIDs.count)
         for id in memberIDs { arguments.append(Array(id.utf8)) }
-        _ = try await leaveScript.run(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)], arguments: arguments)
+        _ = try await leaveScript.run(on: commands, keys: membershipKeys(room), arguments: arguments)
     }
 
     public func roomVacated(_ room: String) {
@@ -351,7 +351,7 @@ public final class RedisBus: RoomBus {
             }
             registered += entries.count
             rooms += 1
-            joinScript.send(on: commands, keys: [roomKey(room), roomsKey, workerRoomsKey, workerMembersKey(room)], arguments: arguments) { result in
+            joinScript.send(on: commands, keys: membershipKeys(room), arguments: arguments) { result in
                 if case .success(.error(let message)) = result { log.warn("redis.resync.failed", ["room": room, "error": message]) }
             }
         }
@@ -467,6 +467,9 @@ public final class RedisBus: RoomBus {
 
     func channelName(_ room: String) -> String { endpoint.prefix + "room:" + room }
     func roomKey(_ room: String) -> [UInt8] { prefix + Array("r:".utf8) + Array(room.utf8) }
-    /// The set of ids this worker joined to `room` (see `Lua`).
-    func workerMembersKey(_ room: String) -> [UInt8] { workerMembersPrefix + Array(room.utf8) }
+    /// The keys of the join and leave scripts for `room` (see `Lua`): the room's hash, the
+    /// rooms set, this worker's rooms set and the set of ids it joined to the room.
+    func membershipKeys(_ room: String) -> [[UInt8]] {
+        return [roomKey(room), roomsKey, workerRoomsKey, workerMembersPrefix + Array(room.utf8)]
+    }
 }

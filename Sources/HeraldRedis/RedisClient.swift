@@ -196,8 +196,8 @@ public final class RedisClient: EventHandler {
         pending.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, pending] in
             guard pending.isPending else { return }
             // A loop busy past the deadline (a say to 20,000 members on a starved host) runs
-            // its timers before it has read what came meanwhile: read the answer first.
-            self?.handleEvents(IOEvents.readable)
+            // its timers before it has read what came meanwhile: read what is there first.
+            if let self, self.state == .ready { self.handleEvents(IOEvents.readable) }
             guard pending.isPending else { return }
             pending.complete(.failure(.timeout(timeout)))
             // Nothing came back since the command went out: the connection is stuck.

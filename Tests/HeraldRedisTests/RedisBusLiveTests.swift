@@ -14,27 +14,22 @@ import Testing
     /// must include it (it was wiped before: seen once in S5RoomsChatTests).
     @Test func joinWhileConnectingSurvivesTheFirstRegistration() throws {
         let redis = try RedisServer()
-        let endpoint = try RedisEndpoint.parse(url: redis.url)
-        let failure = Self.onLoop(seconds: 10) { done in
-            let bus = RedisBus(endpoint: endpoint, workerID: "early")
-            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
-            Task.onLoop {
-                do {
-                    try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
-                    try await bus.join(room: "r", member: RoomMember(id: "m2", joinedAt: 2))
-                    try await bus.leave(room: "r", memberID: "m2", lastHere: false)
-                } catch {
-                    return done("join: \(error)")
-                }
-                // (Same connection: after the registration. Before the bus's clean stop,
-                // which removes its members.)
-                let m1 = try? await bus.commands.command([Array("HEXISTS".utf8), Array("herald:r:r".utf8), Array("m1".utf8)])
-                let m2 = try? await bus.commands.command([Array("HEXISTS".utf8), Array("herald:r:r".utf8), Array("m2".utf8)])
-                bus.stop()
-                if m1?.integer != 1 { return done("the join made while connecting was wiped (HEXISTS m1: \(String(describing: m1)))") }
-                if m2?.integer != 0 { return done("the member that left was registered again (HEXISTS m2: \(String(describing: m2)))") }
-                done(nil)
+        let failure = try Self.withBus(redis, workerID: "early") { bus in
+            do {
+                try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                try await bus.join(room: "r", member: RoomMember(id: "m2", joinedAt: 2))
+                try await bus.leave(room: "r", memberID: "m2", lastHere: false)
+            } catch {
+                return "join: \(error)"
             }
+            // (Same connection: after the registration. Before the bus's clean stop,
+            // which removes its members.)
+            let m1 = try? await bus.commands.command([Array("HEXISTS".utf8), Array("herald:r:r".utf8), Array("m1".utf8)])
+            let m2 = try? await bus.commands.command([Array("HEXISTS".utf8), Array("herald:r:r".utf8), Array("m2".utf8)])
+            bus.stop()
+            if m1?.integer != 1 { return "the join made while connecting was wiped (HEXISTS m1: \(String(describing: m1)))" }
+            if m2?.integer != 0 { return "the member that left was registered again (HEXISTS m2: \(String(describing: m2)))" }
+            return nil
         }
         #expect(failure == nil)
     }
@@ -44,7 +39,6 @@ import Testing
     /// the set of ids earlier versions kept).
     @Test func reapWithManyWorkers() throws {
         let redis = try RedisServer()
-        let endpoint = try RedisEndpoint.parse(url: redis.url)
         let live = 150, dead = 60
         for n in 0..<(live + dead) {
             let id = "w\(n)"
@@ -60,21 +54,17 @@ import Testing
         _ = try redis.command("SADD herald:w:old1:rooms big")
         _ = try redis.command("SADD herald:rooms big")
         let result = Shared<ClusterStats?>(nil)
-        let failure = Self.onLoop(seconds: 10) { done in
-            let bus = RedisBus(endpoint: endpoint, workerID: "me")
-            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
-            Task.onLoop {
-                do {
-                    // (The first reap, at the connect, removes at most 100 dead workers.)
-                    _ = try await bus.commands.command([Array("PING".utf8)])
-                    let stats = try await bus.stats()
-                    result.state.withLock { $0 = stats }
-                } catch {
-                    return done("stats: \(error)")
-                }
-                bus.stop()
-                done(nil)
+        let failure = try Self.withBus(redis, workerID: "me") { bus in
+            do {
+                // (The first reap, at the connect, removes at most 100 dead workers.)
+                _ = try await bus.commands.command([Array("PING".utf8)])
+                let stats = try await bus.stats()
+                result.state.withLock { $0 = stats }
+            } catch {
+                return "stats: \(error)"
             }
+            bus.stop()
+            return nil
         }
         #expect(failure == nil)
         let stats = result.state.withLock { $0 }
@@ -94,7 +84,6 @@ import Testing
     /// handoff) stays. The bus keeps that set with its joins and leaves.
     @Test func clearReadsTheWorkersOwnMembersOnly() throws {
         let redis = try RedisServer()
-        let endpoint = try RedisEndpoint.parse(url: redis.url)
         _ = try redis.command(#"EVAL "for i = 1, 20000 do redis.call('HSET', KEYS[1], 'o' .. i, '1 other') end" 1 herald:r:big"#)
         _ = try redis.command("ZADD herald:alive 99999999999999 other")
         _ = try redis.command("SET herald:w:other 20000")
@@ -105,25 +94,21 @@ import Testing
         _ = try redis.command("SADD herald:w:dead:r:big d1 d2 d3 moved")
         _ = try redis.command("SADD herald:rooms big")
         _ = try redis.command("CONFIG RESETSTAT")
-        let failure = Self.onLoop(seconds: 10) { done in
-            let bus = RedisBus(endpoint: endpoint, workerID: "me")
-            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
-            Task.onLoop {
-                do {
-                    try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
-                    try await bus.join(room: "r", member: RoomMember(id: "m2", joinedAt: 2))
-                    try await bus.leave(room: "r", memberID: "m2", lastHere: false)
-                    _ = try await bus.stats()  // (a reap, after the one at the connect)
-                    let key = Array("herald:w:me:r:r".utf8)
-                    let m1 = try await bus.commands.command([Array("SISMEMBER".utf8), key, Array("m1".utf8)])
-                    let m2 = try await bus.commands.command([Array("SISMEMBER".utf8), key, Array("m2".utf8)])
-                    bus.stop()
-                    if m1.integer != 1 || m2.integer != 0 { return done("own set after join m1, m2, leave m2: m1 \(m1), m2 \(m2)") }
-                } catch {
-                    return done("bus: \(error)")
-                }
-                done(nil)
+        let failure = try Self.withBus(redis, workerID: "me") { bus in
+            do {
+                try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                try await bus.join(room: "r", member: RoomMember(id: "m2", joinedAt: 2))
+                try await bus.leave(room: "r", memberID: "m2", lastHere: false)
+                _ = try await bus.stats()  // (a reap, after the one at the connect)
+                let key = Array("herald:w:me:r:r".utf8)
+                let m1 = try await bus.commands.command([Array("SISMEMBER".utf8), key, Array("m1".utf8)])
+                let m2 = try await bus.commands.command([Array("SISMEMBER".utf8), key, Array("m2".utf8)])
+                bus.stop()
+                if m1.integer != 1 || m2.integer != 0 { return "own set after join m1, m2, leave m2: m1 \(m1), m2 \(m2)" }
+            } catch {
+                return "bus: \(error)"
             }
+            return nil
         }
         #expect(failure == nil)
         #expect(try redis.command("HLEN herald:r:big") == ":20001")
@@ -144,24 +129,32 @@ import Testing
     /// connection came up, before its first heartbeat, made them vanish: seen in CI).
     @Test func roomViewKeepsTheAskingWorkersMembers() throws {
         let redis = try RedisServer()
-        let endpoint = try RedisEndpoint.parse(url: redis.url)
-        let failure = Self.onLoop(seconds: 10) { done in
-            let bus = RedisBus(endpoint: endpoint, workerID: "me")
-            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
-            Task.onLoop {
-                do {
-                    try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
-                    _ = try await bus.commands.command([Array("DEL".utf8), Array("herald:w:me".utf8)])
-                    let members = try await bus.members(of: "r")
-                    bus.stop()
-                    if members.map(\.id) != ["m1"] { return done("members without the heartbeat key: \(members)") }
-                } catch {
-                    return done("bus: \(error)")
-                }
-                done(nil)
+        let failure = try Self.withBus(redis, workerID: "me") { bus in
+            do {
+                try await bus.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                _ = try await bus.commands.command([Array("DEL".utf8), Array("herald:w:me".utf8)])
+                let members = try await bus.members(of: "r")
+                bus.stop()
+                if members.map(\.id) != ["m1"] { return "members without the heartbeat key: \(members)" }
+            } catch {
+                return "bus: \(error)"
             }
+            return nil
         }
         #expect(failure == nil)
+    }
+
+    /// Starts a bus named `workerID` on `redis`, on a loop of its own thread, and runs
+    /// `body` in a task there: its result is the failure (nil: none). `body` stops the bus
+    /// when it is done with it.
+    static func withBus(_ redis: RedisServer, workerID: String, seconds: Double = 10,
+                        _ body: @escaping @LoopActor (RedisBus) async -> String?) throws -> String? {
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        return onLoop(seconds: seconds) { done in
+            let bus = RedisBus(endpoint: endpoint, workerID: workerID)
+            bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
+            Task.onLoop { done(await body(bus)) }
+        }
     }
 
     /// Runs `body` on a loop of its own thread; `done` (with a failure or nil) ends it.
