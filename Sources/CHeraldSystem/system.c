@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/uio.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -78,6 +79,25 @@ void herald_reset_signals(void) {
 }
 
 void herald_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int herald_block_sigpipe(void) {
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    return sigismember(&old, SIGPIPE) == 1;
+}
+
+void herald_unblock_sigpipe(void) {
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    while (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+        if (sigtimedwait(&set, NULL, &zero) < 0) break;
+    }
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
 
 int herald_accept(int fd, struct sockaddr_storage *addr, socklen_t *len) {
     return accept4(fd, (struct sockaddr *)addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);

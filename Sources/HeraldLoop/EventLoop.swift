@@ -182,9 +182,14 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     /// Makes the calling thread the loop's, runs `setup` on it, then runs the loop until
     /// `stop()`. An error from `setup` is rethrown without running the loop.
+    ///
+    /// SIGPIPE is blocked on the thread while it runs (hiredis writes with `write(2)`):
+    /// a write to a closed connection fails with EPIPE rather than ending the process.
     public func run(_ setup: @LoopActor () throws -> Void) throws {
         ownerThread = pthread_self()
         running = true
+        let sigpipeWasBlocked = herald_block_sigpipe() != 0
+        defer { if !sigpipeWasBlocked { herald_unblock_sigpipe() } }
         try LoopActor.assumeIsolated {
             try setup()
             self.runLoop()

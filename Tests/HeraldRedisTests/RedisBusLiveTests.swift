@@ -147,39 +147,13 @@ import Testing
     /// Starts a bus named `workerID` on `redis`, on a loop of its own thread, and runs
     /// `body` in a task there: its result is the failure (nil: none). `body` stops the bus
     /// when it is done with it.
-    static func withBus(_ redis: RedisServer, workerID: String, seconds: Double = 10,
+    static func withBus(_ redis: RedisServer, workerID: String, seconds: Double = 30,
                         _ body: @escaping @LoopActor (RedisBus) async -> String?) throws -> String? {
         let endpoint = try RedisEndpoint.parse(url: redis.url)
-        return onLoop(seconds: seconds) { done in
+        return runOnLoopThread(seconds: seconds) { done in
             let bus = RedisBus(endpoint: endpoint, workerID: workerID)
             bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
             Task.onLoop { done(await body(bus)) }
         }
     }
-
-    /// Runs `body` on a loop of its own thread; `done` (with a failure or nil) ends it.
-    static func onLoop(seconds: Double, _ body: @escaping @LoopActor (@escaping @LoopActor (String?) -> Void) -> Void) -> String? {
-        let outcome = Shared<String??>(nil)
-        let thread = Thread {
-            try? EventLoop.current.run {
-                body { failure in
-                    outcome.state.withLock { if $0 == nil { $0 = .some(failure) } }
-                    EventLoop.current.stop()
-                }
-                EventLoop.current.schedule(afterMilliseconds: Int(seconds * 1_000)) {
-                    outcome.state.withLock { if $0 == nil { $0 = .some("timed out") } }
-                    EventLoop.current.stop()
-                }
-            }
-        }
-        thread.start()
-        let deadline = Date().addingTimeInterval(seconds + 2)
-        while !thread.isFinished && Date() < deadline { usleep(20_000) }
-        return outcome.state.withLock { $0 } ?? "the loop did not end"
-    }
-}
-
-private final class Shared<Value: Sendable>: Sendable {
-    let state: Mutex<Value>
-    init(_ value: Value) { state = Mutex(value) }
 }

@@ -37,6 +37,13 @@ int herald_signalfd_read(int fd, int32_t *pid_out, int32_t *status_out);
 // Unblocks every signal and resets the listed ones to their default action.
 void herald_reset_signals(void);
 void herald_ignore_sigpipe(void);
+// SIGPIPE blocked on the calling thread (an event loop's): hiredis writes with write(2),
+// which raises SIGPIPE on a connection the peer closed, and that kills a process that
+// has not ignored it (a program embedding the library, a test run). Blocked, the write
+// fails with EPIPE instead. Returns 1 if it was blocked already (leave it so).
+int herald_block_sigpipe(void);
+// Takes any SIGPIPE left pending on the calling thread, then unblocks it.
+void herald_unblock_sigpipe(void);
 
 int herald_accept(int fd, struct sockaddr_storage *addr, socklen_t *len);
 // Sets the parent-death signal of the calling process.

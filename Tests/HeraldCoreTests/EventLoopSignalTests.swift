@@ -1,0 +1,36 @@
+import Foundation
+import Glibc
+import HeraldLoop
+import Synchronization
+import Testing
+
+/// A loop's thread has SIGPIPE blocked while the loop runs (hiredis writes with
+/// `write(2)`: a Redis that closed the connection must not end the process), and as it
+/// was afterwards.
+@Suite struct EventLoopSignalTests {
+    @Test func sigpipeIsBlockedOnTheLoopThreadOnlyWhileItRuns() {
+        let seen = Mutex<(before: Bool, during: Bool, after: Bool)?>(nil)
+        let thread = Thread {
+            func blocked() -> Bool {
+                var mask = sigset_t()
+                pthread_sigmask(SIG_BLOCK, nil, &mask)
+                return sigismember(&mask, SIGPIPE) == 1
+            }
+            let before = blocked()
+            var during = false
+            try? EventLoop.current.run {
+                during = blocked()
+                EventLoop.current.stop()
+            }
+            let after = blocked()
+            seen.withLock { $0 = (before, during, after) }
+        }
+        thread.start()
+        let deadline = Date().addingTimeInterval(30)
+        while !thread.isFinished && Date() < deadline { usleep(10_000) }
+        let result = seen.withLock { $0 }
+        #expect(result?.before == false)
+        #expect(result?.during == true)
+        #expect(result?.after == false)
+    }
+}

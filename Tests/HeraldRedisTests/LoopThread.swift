@@ -1,0 +1,33 @@
+import Foundation
+import HeraldLoop
+import Synchronization
+
+/// Runs `body` on a loop of its own thread; `done` (with a failure or nil) ends it, and
+/// so does the loop's own timer after `seconds`. The wait for the thread is longer
+/// still (a 2-core CI machine starting the whole suite at once): a loop abandoned
+/// while its bus still talks to the test's redis-server fails later tests.
+func runOnLoopThread(seconds: Double, _ body: @escaping @LoopActor (@escaping @LoopActor (String?) -> Void) -> Void) -> String? {
+    let outcome = Shared<String??>(nil)
+    let thread = Thread {
+        try? EventLoop.current.run {
+            body { failure in
+                outcome.state.withLock { if $0 == nil { $0 = .some(failure) } }
+                EventLoop.current.stop()
+            }
+            EventLoop.current.schedule(afterMilliseconds: Int(seconds * 1_000)) {
+                outcome.state.withLock { if $0 == nil { $0 = .some("timed out") } }
+                EventLoop.current.stop()
+            }
+        }
+    }
+    thread.start()
+    let deadline = Date().addingTimeInterval(seconds + 60)
+    while !thread.isFinished && Date() < deadline { usleep(20_000) }
+    return outcome.state.withLock { $0 } ?? "the loop did not end"
+}
+
+/// A value the test thread and a loop thread both touch.
+final class Shared<Value: Sendable>: Sendable {
+    let state: Mutex<Value>
+    init(_ value: Value) { state = Mutex(value) }
+}
