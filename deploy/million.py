@@ -19,6 +19,8 @@ towards one server port). It prints, each as a RESULT line:
   say k     a `say defaultRoom mark-k` from one more client: deliveries counted by the
             load processes (which timestamp every one) and the time from sending to the
             last delivery
+  bus k     the subscribers of defaultRoom's channel when say k went out (one per worker,
+            and the script's own) and when the script's subscriber heard say k from Redis
   stop      `herald stop` (SIGTERM to the supervisor): until the supervisor exited, and
             until the last connection was closed by the server
   workers   what grows with the number of workers: Redis clients, Redis commands/s
@@ -205,10 +207,32 @@ def main():
 
         sender = Sender(hport)
         sent = {}
+        # A subscriber of the room's channel of our own: when (if) each say came through Redis.
+        channel = "herald:room:defaultRoom"
+        heard = {}
+        listener = socket.create_connection(("127.0.0.1", rport), 30)
+        listener.sendall(f"SUBSCRIBE {channel}\r\n".encode())
+        def listen():
+            seen = b""
+            try:
+                while True:
+                    chunk = listener.recv(65536)
+                    if not chunk: return
+                    seen = (seen + chunk)[-4096:]
+                    for k in range(1, a.says + 1):
+                        if k not in heard and f"mark-{k}\"".encode() in seen: heard[k] = time.monotonic_ns()
+            except OSError:
+                return
+        threading.Thread(target=listen, daemon=True).start()
         for k in range(1, a.says + 1):
+            numsub = redis_cli(rport, "pubsub", "numsub", channel).split()
             sent[k] = sender.say(f"mark-{k}")
             time.sleep(a.say_gap)
+            # (Subscribers of the channel as the say went out: one a worker and ours.)
+            result(f"bus {k}", channel_subscribers=numsub[1] if len(numsub) > 1 else "?",
+                   through_redis_ms=f"{(heard[k] - sent[k]) / 1e6:.0f}" if k in heard else "not yet")
         sender.close()
+        listener.close()
 
         stop_at = time.monotonic_ns()
         subprocess.run([herald, "stop"], env=env, capture_output=True, timeout=600)

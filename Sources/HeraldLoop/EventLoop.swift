@@ -186,6 +186,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// SIGPIPE is blocked on the thread while it runs (hiredis writes with `write(2)`):
     /// a write to a closed connection fails with EPIPE rather than ending the process.
     public func run(_ setup: @LoopActor () throws -> Void) throws {
+        precondition(!running, "EventLoop.run: the loop is running already (one thread runs it at a time)")
         ownerThread = pthread_self()
         running = true
         let sigpipeWasBlocked = herald_block_sigpipe() != 0

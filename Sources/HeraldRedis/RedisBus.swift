@@ -30,7 +30,8 @@ public final class RedisBus: RoomBus {
     private let workerIDBytes: [UInt8]
     /// What starts every message this worker publishes (see `BusFrame`).
     private let frameHeader: [UInt8]
-    /// The message being published, reused (its capacity stays) so a publish copies it once.
+    /// The message being published. (The client keeps each one until Redis answers it, to
+    /// send it again after a broken connection, so the next encode writes a new buffer.)
     private var message: [UInt8] = []
     private let workerKey: [UInt8]
     private let workerRoomsKey: [UInt8]
@@ -435,6 +436,7 @@ public final class RedisBus: RoomBus {
         // (`withBytes`, not `withUnsafeBytes`, and memcmp: this runs once per message.)
         if let probe, channel.count == probe.channelBytes.count, probe.isProbe(channel) { return probe.heard() }
         guard let (origin, sequence, line) = BusFrame.parse(payload) else { return }
+        if heardBefore(origin: origin, channel: channel, sequence: sequence) { return }
         // Our own message: its members were served when it was said (the worker still
         // sees it: a handoff counts positions in the stream).
         let isOwn = workerIDBytes.withBytes({ $0.hasSameBytes(as: origin) })
@@ -451,6 +453,42 @@ public final class RedisBus: RoomBus {
             lastRoom = room
         }
         deliver?(room, line, BusMessage(origin: origin, sequence: sequence, isOwn: isOwn, isMarker: isMarker))
+    }
+
+    // MARK: Repeats
+
+    /// The last sequence heard from each publisher on each channel. A publisher sends
+    /// again what a broken connection left unanswered (`RedisClient.unanswered`), so a
+    /// message Redis had already run arrives twice; the second is dropped here. Within
+    /// one publisher and channel the order holds (one connection to the channel's node),
+    /// so anything at or below the last sequence heard is a repeat.
+    private var lastSequences: [[UInt8]: UInt64] = [:]
+    /// The publisher and channel of the last message (origin, a zero byte, channel), and
+    /// its sequence: most messages come from the same one as the message before.
+    private var lastSequenceKey: [UInt8] = []
+    private var lastSequence: UInt64 = 0
+    /// Messages dropped as repeats (for tests).
+    public private(set) var repeatsDropped = 0
+
+    private func heardBefore(origin: UnsafeRawBufferPointer, channel: UnsafeRawBufferPointer, sequence: UInt64) -> Bool {
+        let same = lastSequenceKey.withBytes { key in
+            key.count == origin.count + 1 + channel.count
+                && UnsafeRawBufferPointer(rebasing: key[0..<origin.count]).hasSameBytes(as: origin)
+                && UnsafeRawBufferPointer(rebasing: key[(origin.count + 1)...]).hasSameBytes(as: channel)
+        }
+        if !same {
+            if !lastSequenceKey.isEmpty { lastSequences[lastSequenceKey] = lastSequence }
+            // (Publishers come and go with worker restarts: forget them all now and then.)
+            if lastSequences.count > 65_536 { lastSequences.removeAll() }
+            lastSequenceKey = Array(origin) + [0] + Array(channel)
+            lastSequence = lastSequences[lastSequenceKey] ?? 0
+        }
+        if sequence <= lastSequence {
+            repeatsDropped += 1
+            return true
+        }
+        lastSequence = sequence
+        return false
     }
 
     // MARK: Names

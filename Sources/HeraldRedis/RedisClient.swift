@@ -148,29 +148,64 @@ public final class RedisClient: EventHandler {
     public private(set) var isPublishCongested = false
     public var onPublishDrained: (@LoopActor () -> Void)?
 
-    /// Sends a command (a PUBLISH) whose reply only counts `bytes` as acknowledged; no
-    /// allocation beyond hiredis's own (the count travels as the callback's privdata).
-    /// False when there is no connection.
+    /// The PUBLISHes sent and not answered yet, oldest first (from `unansweredHead` on).
+    /// A connection that breaks takes with it what Redis had not read, and the say was
+    /// answered already: these are sent again, in order, as soon as a connection is ready
+    /// (`becameReady`), before anything new. Redis may have run some of them, so a
+    /// message can arrive twice; the receiving bus drops the repeat (`RedisBus`, by
+    /// origin, channel and sequence). Bounded by the publisher's backpressure
+    /// (`publishHighWater`): says are held while this much is unanswered.
+    private var unanswered: [(arguments: [[UInt8]], weight: Int)] = []
+    private var unansweredHead = 0
+    /// PUBLISHes sent again after a broken connection (for tests and the log).
+    public private(set) var republished = 0
+
+    /// Sends a command (a PUBLISH) whose reply only counts `bytes` as acknowledged, and
+    /// keeps it until Redis answers (see `unanswered`). False when there is no connection.
     public func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool {
-        guard state == .ready, let context else { return false }
+        guard state == .ready, context != nil else { return false }
         let weight = max(1, bytes)
-        let sent = Self.withArgv(arguments) { argc, argv, lengths in
-            redisAsyncCommandArgv(context, redisPublishCallback, UnsafeMutableRawPointer(bitPattern: weight),
-                                  argc, argv, lengths) == REDIS_OK
-        }
-        guard sent else { return false }
+        guard sendPublish(arguments) else { return false }
+        unanswered.append((arguments, weight))
         unacknowledgedBytes += weight
         if unacknowledgedBytes > publishHighWater { isPublishCongested = true }
         return true
     }
 
-    /// A PUBLISH was answered (or failed with the connection).
-    fileprivate func publishAcknowledged(_ bytes: Int) {
-        unacknowledgedBytes -= bytes
+    private func sendPublish(_ arguments: [[UInt8]]) -> Bool {
+        guard let context else { return false }
+        return Self.withArgv(arguments) { argc, argv, lengths in
+            redisAsyncCommandArgv(context, redisPublishCallback, nil, argc, argv, lengths) == REDIS_OK
+        }
+    }
+
+    /// Redis answered the oldest PUBLISH (`answered`), or the connection failed under it
+    /// (it stays, to be sent again).
+    fileprivate func publishCompleted(answered: Bool) {
+        guard answered, unansweredHead < unanswered.count else { return }
+        let weight = unanswered[unansweredHead].weight
+        unanswered[unansweredHead].arguments = []
+        unansweredHead += 1
+        if unansweredHead == unanswered.count {
+            unanswered.removeAll(keepingCapacity: unanswered.count <= 1_024)
+            unansweredHead = 0
+        }
+        unacknowledgedBytes -= weight
         if isPublishCongested && unacknowledgedBytes <= publishHighWater / 2 {
             isPublishCongested = false
             onPublishDrained?()
         }
+    }
+
+    /// Sends again, in order, what the last connection did not get answered.
+    private func republishUnanswered() {
+        let count = unanswered.count - unansweredHead
+        guard count > 0 else { return }
+        var index = unansweredHead
+        while index < unanswered.count, sendPublish(unanswered[index].arguments) { index += 1 }
+        republished += index - unansweredHead
+        log.info("redis.republished", ["client": name, "messages": String(index - unansweredHead),
+                                       "reason": "the last connection broke before Redis answered them"])
     }
 
     /// Sends a command; `completion` runs exactly once, with the reply or the failure.
@@ -335,6 +370,7 @@ public final class RedisClient: EventHandler {
                 ?? nodeRole.map { "\(Self.nodeName(endpoint)) \($0)" } ?? Self.nodeName(endpoint)
         }
         failures = 0
+        republishUnanswered()
         onReady?()
     }
 
@@ -542,9 +578,9 @@ private let redisCommandCallback: @convention(c) (UnsafeMutablePointer<redisAsyn
 }
 
 private let redisPublishCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?,
-                                                  UnsafeMutableRawPointer?) -> Void = { context, _, privdata in
+                                                  UnsafeMutableRawPointer?) -> Void = { context, reply, _ in
     guard let data = context?.pointee.data else { return }
-    let bytes = Int(bitPattern: privdata)
+    let answered = reply != nil
     nonisolated(unsafe) let opaque = data
-    LoopActor.assumeIsolated { client(opaque).publishAcknowledged(bytes) }
+    LoopActor.assumeIsolated { client(opaque).publishCompleted(answered: answered) }
 }

@@ -5,13 +5,15 @@ import Synchronization
 /// A TCP proxy on a free loopback port in front of a Redis, one thread per connection,
 /// that can silently swallow the traffic of the connections that subscribed: they stay
 /// open but nothing crosses them any more (a subscriber left on a node that hears
-/// nothing). New connections are forwarded normally.
+/// nothing), or every connection open (a Redis that stopped answering one client). New
+/// connections are forwarded normally.
 final class BlackholeProxy: Sendable {
     let port: UInt16
     private let target: UInt16
     private let listener: Int32
     private struct State {
         var subscribers: Set<Int32> = []
+        var open: Set<Int32> = []
         var frozen: Set<Int32> = []
         var stopped = false
     }
@@ -40,6 +42,12 @@ final class BlackholeProxy: Sendable {
     /// Every connection that has sent a SUBSCRIBE goes silent from now on.
     func freezeSubscribers() {
         state.withLock { $0.frozen.formUnion($0.subscribers) }
+    }
+
+    /// Every connection open now goes silent (both ways) from now on; new ones are
+    /// forwarded.
+    func freezeOpenConnections() {
+        state.withLock { $0.frozen.formUnion($0.open) }
     }
 
     func stop() {
@@ -79,9 +87,11 @@ final class BlackholeProxy: Sendable {
     }
 
     private func pump(_ client: Int32, _ upstream: Int32) {
+        _ = state.withLock { $0.open.insert(client) }
         defer {
             state.withLock {
                 $0.subscribers.remove(client)
+                $0.open.remove(client)
                 $0.frozen.remove(client)
             }
             Glibc.close(client)

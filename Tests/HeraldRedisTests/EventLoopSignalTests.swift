@@ -9,6 +9,11 @@ import Testing
 /// was afterwards.
 @Suite struct EventLoopSignalTests {
     @Test func sigpipeIsBlockedOnTheLoopThreadOnlyWhileItRuns() {
+        guard loopTestLock.lock(before: Date().addingTimeInterval(300)) else {
+            Issue.record("another test's loop did not end")
+            return
+        }
+        defer { loopTestLock.unlock() }
         let seen = Mutex<(before: Bool, during: Bool, after: Bool)?>(nil)
         let thread = Thread {
             func blocked() -> Bool {
