@@ -15,6 +15,7 @@ import Testing
         }
         defer { loopTestLock.unlock() }
         let seen = Mutex<(before: Bool, during: Bool, after: Bool)?>(nil)
+        let ended = DispatchSemaphore(value: 0)
         let thread = Thread {
             func blocked() -> Bool {
                 var mask = sigset_t()
@@ -29,10 +30,10 @@ import Testing
             }
             let after = blocked()
             seen.withLock { $0 = (before, during, after) }
+            ended.signal()
         }
         thread.start()
-        let deadline = Date().addingTimeInterval(30)
-        while !thread.isFinished && Date() < deadline { usleep(10_000) }
+        _ = ended.wait(timeout: .now() + 30)
         let result = seen.withLock { $0 }
         #expect(result?.before == false)
         #expect(result?.during == true)

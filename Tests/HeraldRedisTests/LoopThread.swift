@@ -15,6 +15,7 @@ func runOnLoopThread(seconds: Double, _ body: @escaping @LoopActor (@escaping @L
     guard loopTestLock.lock(before: Date().addingTimeInterval(300)) else { return "another test's loop did not end" }
     defer { loopTestLock.unlock() }
     let outcome = Shared<String??>(nil)
+    let ended = DispatchSemaphore(value: 0)
     let thread = Thread {
         try? EventLoop.current.run {
             body { failure in
@@ -26,10 +27,12 @@ func runOnLoopThread(seconds: Double, _ body: @escaping @LoopActor (@escaping @L
                 EventLoop.current.stop()
             }
         }
+        ended.signal()
     }
     thread.start()
-    let deadline = Date().addingTimeInterval(seconds + 60)
-    while !thread.isFinished && Date() < deadline { usleep(20_000) }
+    // (A semaphore, not polling `isFinished`: what this loop thread did happens before
+    // the next test's loop thread starts, for the thread sanitizer too.)
+    if ended.wait(timeout: .now() + seconds + 60) == .timedOut { return "the loop did not end" }
     return outcome.state.withLock { $0 } ?? "the loop did not end"
 }
 
