@@ -189,6 +189,11 @@ public final class RedisClient: EventHandler {
         if unansweredHead == unanswered.count {
             unanswered.removeAll(keepingCapacity: unanswered.count <= 1_024)
             unansweredHead = 0
+        } else if unansweredHead >= 1_024 && unansweredHead * 2 >= unanswered.count {
+            // A steady stream always has some in flight: drop the answered front now and
+            // then, or the array would grow with every PUBLISH ever sent.
+            unanswered.removeFirst(unansweredHead)
+            unansweredHead = 0
         }
         unacknowledgedBytes -= weight
         if isPublishCongested && unacknowledgedBytes <= publishHighWater / 2 {
@@ -199,8 +204,7 @@ public final class RedisClient: EventHandler {
 
     /// Sends again, in order, what the last connection did not get answered.
     private func republishUnanswered() {
-        let count = unanswered.count - unansweredHead
-        guard count > 0 else { return }
+        guard unansweredHead < unanswered.count else { return }
         var index = unansweredHead
         while index < unanswered.count, sendPublish(unanswered[index].arguments) { index += 1 }
         republished += index - unansweredHead

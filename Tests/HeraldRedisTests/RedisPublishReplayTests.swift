@@ -91,9 +91,10 @@ import Testing
                     }
                     let all = await Self.waitFor({ heard.state.withLock { $0.count } >= 4 })
                     await Self.pause(300)  // (a repeat would come by now)
+                    let dropped = receiver.repeatsDropped
                     receiver.stop()
                     await Self.pause(300)
-                    done(all ? nil : "not heard")
+                    done(!all ? "not heard" : dropped != 2 ? "\(dropped) repeats dropped, 2 sent" : nil)
                 } catch {
                     receiver.stop()
                     await Self.pause(300)
