@@ -9,7 +9,9 @@ import HeraldLoop
 ///   time that handshake succeeds (first connect and every reconnect).
 /// - A lost or failed connection is replaced by a new hiredis context after a backoff
 ///   (100 ms doubling to 2 s); commands in flight fail with `.disconnected`, commands
-///   sent while there is no connection fail at once with `.unavailable`.
+///   sent while there is no connection fail at once with `.unavailable` — except while
+///   the sentinels are being asked for the master (a connect is about to start): those
+///   wait for it, within the command timeout (`heldForConnect`).
 /// - Every command that waits for a reply has a deadline on a loop timer (hiredis 0.14
 ///   has none); when nothing at all came back from Redis since the command was sent,
 ///   the connection is dropped and rebuilt.
@@ -35,9 +37,9 @@ public final class RedisClient: EventHandler {
     /// Why the last connection attempt failed or the connection was lost.
     public private(set) var lastError = "not connected yet"
     public var isReady: Bool { state == .ready }
-    /// Ready, or connecting: a command sent now is written once connected (or fails
-    /// within the command timeout).
-    public var acceptsCommands: Bool { state == .ready || state == .connecting }
+    /// Ready, connecting, or asking the sentinels for the node to connect to: a command
+    /// sent now is written once connected (or fails within the command timeout).
+    public var acceptsCommands: Bool { state == .ready || state == .connecting || (resolving && state != .stopped) }
 
     /// Runs after each successful connect and handshake.
     public var onReady: (@LoopActor () -> Void)?
@@ -55,6 +57,10 @@ public final class RedisClient: EventHandler {
     public private(set) var connectedNode: RedisNode?
     private var attemptedNode: RedisNode?
     var resolving = false
+    /// Commands sent while the sentinels were being asked (no hiredis context yet): sent
+    /// after the handshake once the connect starts, failed when it cannot, each failed at
+    /// the command timeout if still held then.
+    private let heldForConnect = RedisHeldCommands()
     /// No logs and no process counts (the resolver's short-lived sentinel connections).
     var quiet = false
     static let initialBackoff = 100
@@ -82,6 +88,7 @@ public final class RedisClient: EventHandler {
         state = .stopped
         if !quiet { ProcessMetrics.redisNodes[name] = nil }
         retryTimer?.cancel()
+        releaseHeld(on: nil)
         if let context {
             flushWrites()
             redisAsyncFree(context)  // fails what is pending; cleanup hook unregisters
@@ -215,9 +222,21 @@ public final class RedisClient: EventHandler {
     /// Sends a command; `completion` runs exactly once, with the reply or the failure.
     public func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
         guard state == .ready || state == .connecting, let context else {
-            return completion(.failure(.unavailable(lastError)))
+            guard resolving, state != .stopped else { return completion(.failure(.unavailable(lastError))) }
+            return hold(arguments, completion: completion)
         }
         sendNow(arguments, on: context, completion: completion)
+    }
+
+    /// Keeps a command until the connect the sentinels' answer starts (see `heldForConnect`).
+    private func hold(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
+        heldForConnect.hold(arguments, timeout: commandTimeout, completion: completion)
+    }
+
+    /// Sends the held commands on the new connection (after its handshake), or fails them.
+    private func releaseHeld(on context: UnsafeMutablePointer<redisAsyncContext>?) {
+        guard let context else { return heldForConnect.fail(.unavailable(lastError)) }
+        heldForConnect.release { arguments, completion in sendNow(arguments, on: context, completion: completion) }
     }
 
     private func sendNow(_ arguments: [[UInt8]], on context: UnsafeMutablePointer<redisAsyncContext>,
@@ -344,6 +363,7 @@ public final class RedisClient: EventHandler {
                 }
             }
         }
+        releaseHeld(on: made)
     }
 
     /// Keeps the process's Redis counts for `/metrics` and `/health` (ProcessMetrics).
@@ -380,6 +400,7 @@ public final class RedisClient: EventHandler {
 
     private func connectionFailed(_ reason: String) {
         lastError = reason
+        releaseHeld(on: nil)
         if state == .stopped { return }
         let wasReady = state == .ready
         state = .waiting

@@ -6,8 +6,9 @@ import HeraldLoop
 ///
 /// - The slot map comes from `CLUSTER SHARDS` (or `CLUSTER SLOTS` on a Redis before 7),
 ///   asked of the known nodes and then the seeds in turn, with a backoff (100 ms doubling
-///   to 2 s) while none answers. Until there is a map, commands fail at once with
-///   `.unavailable`.
+///   to 2 s) while none answers. Until there is a map, commands wait for it while the
+///   first round of candidates is asked (within the command timeout), and fail at once
+///   with `.unavailable` after a round where none answered.
 /// - `MOVED` updates the slot and resends to the new owner; `ASK` resends once to the
 ///   node named, after `ASKING`; at most `maximumRedirects` hops. A redirect, a
 ///   `CLUSTERDOWN`/`TRYAGAIN` reply, a lost connection and a master not ready (checked
@@ -38,6 +39,10 @@ public final class RedisClusterClient: RedisCommandConnection {
     private var candidateIndex = 0
     private var backoff = 100
     private var checkTimer: LoopTimer?
+    /// Commands sent before the first map, while its first round of questions runs.
+    private let heldForMap = RedisHeldCommands()
+    /// A whole round of candidates was asked without a map (commands then fail at once).
+    private var firstRoundFailed = false
     /// Slot-map refreshes done (for logs and tests).
     public private(set) var refreshes = 0
 
@@ -51,7 +56,9 @@ public final class RedisClusterClient: RedisCommandConnection {
     }
 
     public var isReady: Bool { map != nil && clients.values.contains { $0.isReady } }
-    public var acceptsCommands: Bool { map != nil && clients.values.contains { $0.acceptsCommands } }
+    public var acceptsCommands: Bool {
+        map == nil ? started && !stopped && !firstRoundFailed : clients.values.contains { $0.acceptsCommands }
+    }
     public var isPublishCongested: Bool { clients.values.contains { $0.isPublishCongested } }
 
     public func start() {
@@ -65,6 +72,7 @@ public final class RedisClusterClient: RedisCommandConnection {
         guard !stopped else { return }
         stopped = true
         checkTimer?.cancel()
+        heldForMap.fail(.unavailable("the client was stopped"))
         for client in clients.values { client.stop() }
         clients.removeAll()
     }
@@ -82,7 +90,10 @@ public final class RedisClusterClient: RedisCommandConnection {
     // MARK: Commands
 
     public func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
-        guard let map else { return completion(.failure(.unavailable(lastError))) }
+        guard let map else {
+            guard started, !stopped, !firstRoundFailed else { return completion(.failure(.unavailable(lastError))) }
+            return heldForMap.hold(arguments, timeout: commandTimeout, completion: completion)
+        }
         switch Self.route(arguments) {
         case .key(let index):
             guard let node = map.master(forSlot: RedisSlots.slot(of: arguments[index])) else {
@@ -263,6 +274,10 @@ public final class RedisClusterClient: RedisCommandConnection {
                 self.candidateIndex += 1
                 let delay = self.candidateIndex % max(1, nodes.count) == 0 ? self.backoff : 0
                 if delay > 0 { self.backoff = min(self.backoff * 2, 2_000) }
+                if delay > 0 && self.map == nil {
+                    self.firstRoundFailed = true
+                    self.heldForMap.fail(.unavailable(self.lastError))
+                }
                 EventLoop.current.schedule(afterMilliseconds: delay) { [weak self] in self?.refresh() }
             }
         }
@@ -303,5 +318,6 @@ public final class RedisClusterClient: RedisCommandConnection {
         }
         adoptConnections()
         onMapChanged?()
+        heldForMap.release { arguments, completion in send(arguments, completion: completion) }
     }
 }

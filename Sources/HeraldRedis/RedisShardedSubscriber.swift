@@ -15,6 +15,8 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
     /// Each wanted channel and the node it is subscribed on (nil while no map names one).
     private var home: [String: RedisNode?] = [:]
     private var stopped = false
+    /// Subscriptions asked for before the first slot map, by channel (see `subscribe`).
+    private var awaitingMap: [String: [SubscriptionWaiter]] = [:]
 
     init(router: RedisClusterClient, commandTimeout: Int) {
         self.router = router
@@ -34,6 +36,8 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
     public func stop() {
         guard !stopped else { return }
         stopped = true
+        for waiter in awaitingMap.values.joined() { waiter.finish(.unavailable("the subscriber was stopped")) }
+        awaitingMap.removeAll()
         for shard in shards.values { shard.stop() }
         shards.removeAll()
     }
@@ -45,7 +49,18 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
         guard let node = router.master(forKey: Array(channel.utf8)) else {
             home[channel] = .some(nil)
             let waiter = SubscriptionWaiter()
-            waiter.finish(.unavailable(router.lastError))
+            guard router.map == nil, router.acceptsCommands else {
+                waiter.finish(.unavailable(router.lastError))
+                return waiter
+            }
+            // The first map is being asked for: the subscription is made once it names the
+            // channel's master (`rehome`), or fails at the command timeout.
+            let timeout = commandTimeout
+            waiter.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, waiter] in
+                waiter.finish(.timeout(timeout))
+                self?.awaitingMap[channel]?.removeAll { $0 === waiter }
+            }
+            awaitingMap[channel, default: []].append(waiter)
             return waiter
         }
         home[channel] = node
@@ -81,7 +96,11 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
             }
             if let old = placed { shards[old]?.unsubscribe(channel) }
             home[channel] = .some(owner)
-            if let owner { _ = shard(owner).subscribe(channel) }
+            guard let owner else { continue }
+            let made = shard(owner).subscribe(channel)
+            for waiter in awaitingMap.removeValue(forKey: channel) ?? [] {
+                if let made { made.forward(to: waiter) } else { waiter.finish(nil) }
+            }
         }
         let masters = Set(router.masters)
         for (node, shard) in shards where !masters.contains(node) && shard.wantedChannels.isEmpty {

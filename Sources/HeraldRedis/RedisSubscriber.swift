@@ -445,6 +445,9 @@ public final class SubscriptionWaiter {
     private var continuation: UnsafeContinuation<Void, any Error>?
     var timer: LoopTimer?
 
+    /// Waiters that end when this one does (`forward`).
+    private var followers: [SubscriptionWaiter] = []
+
     var isFinished: Bool { result != nil }
 
     func finish(_ error: RedisError?) {
@@ -452,10 +455,19 @@ public final class SubscriptionWaiter {
         result = .some(error)
         timer?.cancel()
         timer = nil
+        let followers = self.followers
+        self.followers = []
+        for follower in followers { follower.finish(error) }
         if let continuation {
             self.continuation = nil
             if let error { continuation.resume(throwing: error) } else { continuation.resume() }
         }
+    }
+
+    /// Ends `other` with this waiter's outcome, now if it has one.
+    func forward(to other: SubscriptionWaiter) {
+        if let result { return other.finish(result) }
+        followers.append(other)
     }
 
     public func wait() async throws {

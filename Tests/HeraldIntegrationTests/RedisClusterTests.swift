@@ -52,6 +52,32 @@ struct RedisClusterTests {
         return try client.readJSON()["id"]?.stringValue ?? ""
     }
 
+    @Test("requests made while the first slot map is asked for wait for it: join, cache and say right after start are answered OK")
+    func requestsBeforeTheFirstMap() throws {
+        let cluster = try RedisClusterSetup()
+        defer { cluster.stop() }
+        // The first seed takes 0.7 s to refuse CLUSTER SHARDS: the map comes from the next.
+        let slowSeed = try FakeSentinel(naming: 1, answerDelay: 0.7)
+        defer { slowSeed.stop() }
+        var options = HeraldOptions([("defaultRoom", "")])
+        options.extraArguments = ["--redis", cluster.url.replacingOccurrences(of: "redis-cluster://", with: "redis-cluster://127.0.0.1:\(slowSeed.port),")]
+        try withHerald(options) { server in
+            let (alice, _) = try server.connectWelcomed()
+            try alice.send("roomAdd r")
+            try alice.send(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#)
+            try alice.send("say r hello")
+            var replies: [Int64: JSON] = [:]
+            while replies.count < 3 {
+                let line = try alice.readJSON(timeout: 5)
+                if line["context"]?.stringValue == "response", let count = line["messageCount"]?.intValue { replies[count] = line }
+            }
+            #expect(replies[1]?["data"]?.boolValue == true, "\(replies)")
+            #expect(replies[2]?["cacheTestResults"] != nil, "\(replies)")
+            #expect(replies[3]?["status"]?.stringValue == "OK", "\(replies)")
+            #expect(!server.stderrText().contains("room.join.failed"))
+        }
+    }
+
     @Test("say, roomView, cacheTest, detailsView and status across two hosts; rooms on three shards use sharded pub/sub")
     func protocolAcrossHosts() throws {
         try Self.withTwoHosts { a, b, cluster in

@@ -190,6 +190,33 @@ struct SentinelTests {
         }
     }
 
+    @Test("requests made while the sentinels are still being asked for the master wait for it: joins, cache and say are answered OK")
+    func requestsWhileTheMasterIsAskedFor() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let sentinel = try FakeSentinel(naming: redis.port, answerDelay: 0.7)
+        defer { sentinel.stop() }
+        try withHerald(Self.options(sentinel.url)) { server in
+            // The worker serves at once; its Redis connections wait for the sentinel's answer.
+            let (alice, _) = try server.connectWelcomed()
+            try alice.send("roomAdd r")
+            try alice.send(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#)
+            try alice.send("say r hello")
+            var replies: [JSON] = []
+            while replies.count < 3 {
+                let line = try alice.readJSON(timeout: 5)
+                if line["context"]?.stringValue == "response" { replies.append(line) }  // (not her own say)
+            }
+            let joined = replies.first { $0["messageCount"]?.intValue == 1 }
+            #expect(joined?["status"]?.stringValue == "OK" && joined?["data"]?.boolValue == true, "\(replies)")
+            let cached = replies.first { $0["messageCount"]?.intValue == 2 }
+            #expect(cached?["cacheTestResults"] != nil, "\(replies)")
+            let said = replies.first { $0["messageCount"]?.intValue == 3 }
+            #expect(said?["status"]?.stringValue == "OK", "\(replies)")
+            #expect(!server.stderrText().contains("room.join.failed"))
+        }
+    }
+
     @Test("a node the sentinels name that is not a master (ROLE) is refused, and asked again until it is one")
     func namedNodeNotAMaster() throws {
         let redis = try RedisServer()

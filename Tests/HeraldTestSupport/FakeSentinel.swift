@@ -11,9 +11,13 @@ final class FakeSentinel: Sendable {
     private let listener: Int32
     private let named = Mutex<UInt16>(0)
     private let stopped = Mutex(false)
+    /// Microseconds each answer to SENTINEL or CLUSTER waits (a slow sentinel; a slow,
+    /// unhelpful cluster seed: it refuses CLUSTER, after the wait).
+    private let answerDelay: UInt32
 
-    init(naming masterPort: UInt16) throws {
+    init(naming masterPort: UInt16, answerDelay: Double = 0) throws {
         named.withLock { $0 = masterPort }
+        self.answerDelay = UInt32(answerDelay * 1_000_000)
         port = try FreePort.pick()
         listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
@@ -70,8 +74,12 @@ final class FakeSentinel: Sendable {
         switch command.first?.uppercased() {
         case "PING": return Array("+PONG\r\n".utf8)
         case "SENTINEL":
+            if answerDelay > 0 { usleep(answerDelay) }
             let port = String(named.withLock { $0 })
             return Array(("*2\r\n" + bulk("127.0.0.1") + bulk(port)).utf8)
+        case "CLUSTER":
+            if answerDelay > 0 { usleep(answerDelay) }
+            return Array("-ERR unknown command 'CLUSTER'\r\n".utf8)
         case "SUBSCRIBE": return Array(("*3\r\n" + bulk("subscribe") + bulk(command.count > 1 ? command[1] : "") + ":1\r\n").utf8)
         default: return Array("-ERR unknown command\r\n".utf8)
         }
