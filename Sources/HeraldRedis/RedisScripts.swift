@@ -158,17 +158,30 @@ enum Lua {
 
     /// Removes the members of each worker whose heartbeat expired: those the registry
     /// scores at or before now, at most 100 a run, each taken out of the registry in the
-    /// same script (one reaper per dead worker, and a live worker's reap costs three
-    /// commands: no scan of the other workers). First the members of the worker ARGV[2]
-    /// names (before it re-registers, or on its clean stop or eviction, when ARGV[3] is
-    /// '1' and it leaves the cluster altogether).
+    /// same script once its members are all gone (one reaper per dead worker, and a live
+    /// worker's reap costs three commands: no scan of the other workers). A run removes
+    /// at most ARGV[5] (default 10,000) dead workers' members, popped from their own
+    /// sets, and the next run goes on where it stopped: a host's workers that all
+    /// stalled past the expiry (20,000 members each) do not hold Redis for seconds (seen
+    /// at a million connections: 5 s, every command connection of the cluster timed out).
+    /// First, whatever the budget, the members of the worker ARGV[2] names (before it
+    /// re-registers, or on its clean stop or eviction, when ARGV[3] is '1' and it leaves
+    /// the cluster altogether): at most its own connections.
     /// KEYS: alive registry, rooms set. ARGV: prefix, worker id to clear or '', '1' to
-    /// leave, '1' for the cluster's figures.
-    /// Returns the number reaped, or with ARGV[4] '1' [live workers, their connections,
-    /// rooms with members] (reading every live worker's count: for `status` only).
+    /// leave, '1' for the cluster's figures, and optionally the budget.
+    /// Returns the number reaped (taken out of the registry), or with ARGV[4] '1' [live
+    /// workers, their connections, rooms with members] (reading every live worker's
+    /// count: for `status` only).
     static let reap = """
         local prefix = ARGV[1]
-        local function clear(w)
+        local budget = tonumber(ARGV[5] or '') or 10000
+        local function finishRoom(wr, h, room)
+          if redis.call('HLEN', h) == 0 then redis.call('SREM', KEYS[2], room) end
+          redis.call('SREM', wr, room)
+        end
+        -- Removes w's members (all of them when not limited, else within the budget);
+        -- true when none is left.
+        local function clear(w, limited)
           local wr = prefix .. 'w:' .. w .. ':rooms'
           local suffix = ' ' .. w
           for _, room in ipairs(redis.call('SMEMBERS', wr)) do
@@ -176,40 +189,52 @@ enum Lua {
             local own = prefix .. 'w:' .. w .. ':r:' .. room
             if redis.call('EXISTS', own) == 1 then
               -- The worker's own ids, 1,000 at a time (a room may hold a million).
-              local ids = redis.call('SMEMBERS', own)
-              for first = 1, #ids, 1000 do
-                local last = math.min(first + 999, #ids)
-                local values = redis.call('HMGET', h, unpack(ids, first, last))
-                for i = first, last do
-                  local value = values[i - first + 1]
+              while true do
+                if limited and budget <= 0 then return false end
+                local n = 1000
+                if limited and budget < n then n = budget end
+                local ids = redis.call('SPOP', own, n)
+                if #ids == 0 then break end
+                budget = budget - #ids
+                local values = redis.call('HMGET', h, unpack(ids))
+                for i = 1, #ids do
+                  local value = values[i]
                   if value and string.sub(value, -#suffix) == suffix then redis.call('HDEL', h, ids[i]) end
                 end
+                if #ids < n then break end
               end
-              redis.call('DEL', own)
+              if redis.call('EXISTS', own) == 0 then finishRoom(wr, h, room) end
             else
               -- A worker of an earlier version keeps no set of its own: scan the room.
               local all = redis.call('HGETALL', h)
+              budget = budget - #all / 2
               for i = 1, #all, 2 do
                 if string.sub(all[i + 1], -#suffix) == suffix then redis.call('HDEL', h, all[i]) end
               end
+              finishRoom(wr, h, room)
             end
-            if redis.call('HLEN', h) == 0 then redis.call('SREM', KEYS[2], room) end
           end
           redis.call('DEL', wr)
+          return true
         end
-        local function forget(w)
-          clear(w)
+        local function forget(w, limited)
+          if not clear(w, limited) then return false end
           redis.call('DEL', prefix .. 'w:' .. w)
           redis.call('ZREM', KEYS[1], w)
+          return true
         end
         if ARGV[2] ~= '' then
-          if ARGV[3] == '1' then forget(ARGV[2]) else clear(ARGV[2]) end
+          if ARGV[3] == '1' then forget(ARGV[2], false) else clear(ARGV[2], false) end
         end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
-        for _, w in ipairs(dead) do forget(w) end
-        if ARGV[4] ~= '1' then return #dead end
+        local reaped = 0
+        if budget > 0 then
+          for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)) do
+            if forget(w, true) then reaped = reaped + 1 else break end
+          end
+        end
+        if ARGV[4] ~= '1' then return reaped end
         local live, connections = 0, 0
         for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
           local count = redis.call('GET', prefix .. 'w:' .. w)

@@ -78,6 +78,68 @@ import Testing
         #expect(try redis.command("EXISTS herald:w:old1:rooms") == ":0")
     }
 
+    /// A reap removes at most its budget of dead workers' members and goes on where it
+    /// stopped at the next run; the worker leaves the registry once all are gone. Each
+    /// run is short (a host of stalled workers with 20,000 members each once held Redis
+    /// for 5 s); a live worker's members are never touched.
+    @Test func reapIsBoundedAndResumes() throws {
+        let redis = try RedisServer()
+        _ = try redis.command(#"EVAL "for i = 1, 2500 do redis.call('HSET', KEYS[1], 'd' .. i, '1 dead'); redis.call('SADD', KEYS[2], 'd' .. i) end" 2 herald:r:big herald:w:dead:r:big"#)
+        _ = try redis.command(#"EVAL "for i = 1, 100 do redis.call('HSET', KEYS[1], 'o' .. i, '1 other') end" 1 herald:r:big"#)
+        for i in 1...10 {
+            _ = try redis.command("HSET herald:r:small s\(i) \"1 dead\"")
+            _ = try redis.command("SADD herald:w:dead:r:small s\(i)")
+        }
+        _ = try redis.command("SADD herald:w:dead:rooms big small")
+        _ = try redis.command("SADD herald:rooms big small")
+        _ = try redis.command("ZADD herald:alive 1 dead")
+        _ = try redis.command("ZADD herald:alive 99999999999999 other")
+        _ = try redis.command("SET herald:w:other 100")
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        let replies = Shared<[Int]>([])
+        let failure = runOnLoopThread(seconds: 30) { done in
+            let client = RedisClient(endpoint: endpoint, name: "test")
+            client.start()
+            Task.onLoop {
+                let outcome = await Self.reapFourTimes(client, budget: 1_000)
+                client.stop()
+                switch outcome {
+                case .success(let counts):
+                    replies.state.withLock { $0 = counts }
+                    done(nil)
+                case .failure(let error):
+                    done("reap: \(error)")
+                }
+            }
+        }
+        #expect(failure == nil)
+        // 2,510 members, 1,000 a run: the worker is taken out of the registry by the third.
+        #expect(replies.state.withLock { $0 } == [0, 0, 1, 0])
+        #expect(try redis.command("HLEN herald:r:big") == ":100")
+        #expect(try redis.command("EXISTS herald:r:small") == ":0")
+        #expect(try redis.command("SCARD herald:rooms") == ":1")
+        #expect(try redis.command("SISMEMBER herald:rooms big") == ":1")
+        #expect(try redis.command("ZSCORE herald:alive dead") == "$-1")
+        #expect(try redis.command("EXISTS herald:w:dead:rooms") == ":0")
+        #expect(try redis.command("EXISTS herald:w:dead:r:big") == ":0")
+    }
+
+    @LoopActor static func reapFourTimes(_ client: RedisClient, budget: Int) async -> Result<[Int], any Error> {
+        let reap = RedisScript(Lua.reap)
+        let keys = [Array("herald:alive".utf8), Array("herald:rooms".utf8)]
+        let arguments = [Array("herald:".utf8), [], Array("0".utf8), Array("0".utf8), Array(String(budget).utf8)]
+        var counts: [Int] = []
+        do {
+            for _ in 0..<4 {
+                let reply = try await reap.run(on: client, keys: keys, arguments: arguments)
+                counts.append(reply.integer.map { Int($0) } ?? -1)
+            }
+        } catch {
+            return .failure(error)
+        }
+        return .success(counts)
+    }
+
     /// Clearing a worker reads the set of ids it joined to each room, not the room: a
     /// room of 20,000 members of another worker is not scanned (no HGETALL ran), the dead
     /// worker's members go, and an id it joined that a successor has taken over since (a
