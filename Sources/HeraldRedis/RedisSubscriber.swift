@@ -307,11 +307,13 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
             return
         }
         if events & (IOEvents.readable | IOEvents.error | IOEvents.hangUp | IOEvents.readHangUp) != 0 {
-            lastReadAt = Clock.monotonicNanos()
             // One read of up to 64 KB an event (RedisInput): more would batch so much
             // delivery before the next flush that fan-out latency suffers.
             switch input.read(fd, into: context.pointee.reader) {
             case .fed:
+                // (Only when something came: the timers that read first and then judge a
+                // connection by it must not see an empty read as a sign of life.)
+                lastReadAt = Clock.monotonicNanos()
                 let stillConnected = drainReplies()
                 onMessagesEnd?()
                 if !stillConnected { return }

@@ -54,6 +54,11 @@ final class SubscriptionProbe {
 
     func heard() { unansweredSince = 0 }
 
+    private func looksSilent(_ now: UInt64) -> Bool {
+        unansweredSince != 0 && now &- unansweredSince > Self.silenceLimit
+            && now &- subscriber.lastReplyNanos > Self.silenceLimit / 2
+    }
+
     private func schedule() {
         timer = EventLoop.current.schedule(afterMilliseconds: Self.interval) { [weak self] in
             guard let self else { return }
@@ -68,9 +73,15 @@ final class SubscriptionProbe {
             unansweredSince = 0
             return
         }
+        if looksSilent(Clock.monotonicNanos()) {
+            // A loop busy for seconds (a say to 19,000 members on a starved host) runs its
+            // timers before it has read what came meanwhile: read the subscriber first, or
+            // a probe waiting in its socket is taken for silence and the reconnect loses
+            // what is published meanwhile (seen at a million connections: 4 workers).
+            subscriber.handleEvents(IOEvents.readable)
+        }
         let now = Clock.monotonicNanos()
-        if unansweredSince != 0, now &- unansweredSince > Self.silenceLimit,
-           now &- subscriber.lastReplyNanos > Self.silenceLimit / 2 {
+        if looksSilent(now) {
             silentReconnects += 1
             log.warn("redis.subscriber.silent", ["channel": channel, "silentMs": String((now &- unansweredSince) / 1_000_000),
                                                  "node": subscriber.connectedNode?.description ?? "",
