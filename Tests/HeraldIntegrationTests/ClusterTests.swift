@@ -76,7 +76,7 @@ struct ClusterTests {
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
-    @Test("1,000 connections spread over 2 workers: none holds more than 55%")
+    @Test("1,000 connections spread over 2 workers: none holds more than 57.5% (+4.7 σ of the kernel's hash)")
     func connectionsSpreadEvenly() throws {
         Self.raiseFileLimit()
         try Self.withCluster(workers: 2) { server, _ in
@@ -89,8 +89,12 @@ struct ClusterTests {
                 counts[try Self.workerID(client, messageCount: 1), default: 0] += 1
             }
             #expect(counts.count == 2, "every worker serves: \(counts)")
+            // SO_REUSEPORT hashes each connection's addresses and ports: a fair coin per
+            // connection, so 500 ± 15.8 (one standard deviation). 550 (+3.2 σ) failed about
+            // one run in 600 (CI saw 552); 575 is +4.7 σ (one run in ~700,000) and still
+            // fails a 60/40 spread or a worker left out.
             let busiest = counts.values.max() ?? 0
-            #expect(busiest <= 550, "no worker above 55%: \(counts)")
+            #expect(busiest <= 575, "no worker above 57.5%: \(counts)")
         }
     }
 
