@@ -223,14 +223,9 @@ public final class RedisClient: EventHandler {
     public func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
         guard state == .ready || state == .connecting, let context else {
             guard resolving, state != .stopped else { return completion(.failure(.unavailable(lastError))) }
-            return hold(arguments, completion: completion)
+            return heldForConnect.hold(arguments, timeout: commandTimeout, completion: completion)
         }
         sendNow(arguments, on: context, completion: completion)
-    }
-
-    /// Keeps a command until the connect the sentinels' answer starts (see `heldForConnect`).
-    private func hold(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
-        heldForConnect.hold(arguments, timeout: commandTimeout, completion: completion)
     }
 
     /// Sends the held commands on the new connection (after its handshake), or fails them.

@@ -56,9 +56,9 @@ public final class RedisClusterClient: RedisCommandConnection {
     }
 
     public var isReady: Bool { map != nil && clients.values.contains { $0.isReady } }
-    public var acceptsCommands: Bool {
-        map == nil ? started && !stopped && !firstRoundFailed : clients.values.contains { $0.acceptsCommands }
-    }
+    public var acceptsCommands: Bool { map == nil ? isAwaitingFirstMap : clients.values.contains { $0.acceptsCommands } }
+    /// No map yet, and its first round of questions is still on: what needs one waits.
+    var isAwaitingFirstMap: Bool { map == nil && started && !stopped && !firstRoundFailed }
     public var isPublishCongested: Bool { clients.values.contains { $0.isPublishCongested } }
 
     public func start() {
@@ -91,7 +91,7 @@ public final class RedisClusterClient: RedisCommandConnection {
 
     public func send(_ arguments: [[UInt8]], completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
         guard let map else {
-            guard started, !stopped, !firstRoundFailed else { return completion(.failure(.unavailable(lastError))) }
+            guard isAwaitingFirstMap else { return completion(.failure(.unavailable(lastError))) }
             return heldForMap.hold(arguments, timeout: commandTimeout, completion: completion)
         }
         switch Self.route(arguments) {

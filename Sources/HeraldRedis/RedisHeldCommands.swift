@@ -20,8 +20,6 @@ final class RedisHeldCommands {
 
     private var held: [Held] = []
 
-    var count: Int { held.count }
-
     func hold(_ arguments: [[UInt8]], timeout: Int, completion: @escaping @LoopActor (Result<RedisReply, RedisError>) -> Void) {
         let command = Held(arguments: arguments, completion: completion)
         command.timer = EventLoop.current.schedule(afterMilliseconds: timeout) { [weak self, command] in

@@ -49,7 +49,7 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
         guard let node = router.master(forKey: Array(channel.utf8)) else {
             home[channel] = .some(nil)
             let waiter = SubscriptionWaiter()
-            guard router.map == nil, router.acceptsCommands else {
+            guard router.isAwaitingFirstMap else {
                 waiter.finish(.unavailable(router.lastError))
                 return waiter
             }

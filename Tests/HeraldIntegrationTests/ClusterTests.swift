@@ -91,7 +91,7 @@ struct ClusterTests {
             #expect(counts.count == 2, "every worker serves: \(counts)")
             // SO_REUSEPORT hashes each connection's addresses and ports: a fair coin per
             // connection, so 500 ± 15.8 (one standard deviation). 550 (+3.2 σ) failed about
-            // one run in 600 (CI saw 552); 575 is +4.7 σ (one run in ~700,000) and still
+            // one run in 600 (CI saw 552); 575 is +4.7 σ (one run in ~500,000) and still
             // fails a 60/40 spread or a worker left out.
             let busiest = counts.values.max() ?? 0
             #expect(busiest <= 575, "no worker above 57.5%: \(counts)")

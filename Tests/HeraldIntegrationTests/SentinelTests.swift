@@ -198,22 +198,7 @@ struct SentinelTests {
         defer { sentinel.stop() }
         try withHerald(Self.options(sentinel.url)) { server in
             // The worker serves at once; its Redis connections wait for the sentinel's answer.
-            let (alice, _) = try server.connectWelcomed()
-            try alice.send("roomAdd r")
-            try alice.send(#"{"action":"cacheTest","params":{"key":"k","value":"v"}}"#)
-            try alice.send("say r hello")
-            var replies: [JSON] = []
-            while replies.count < 3 {
-                let line = try alice.readJSON(timeout: 5)
-                if line["context"]?.stringValue == "response" { replies.append(line) }  // (not her own say)
-            }
-            let joined = replies.first { $0["messageCount"]?.intValue == 1 }
-            #expect(joined?["status"]?.stringValue == "OK" && joined?["data"]?.boolValue == true, "\(replies)")
-            let cached = replies.first { $0["messageCount"]?.intValue == 2 }
-            #expect(cached?["cacheTestResults"] != nil, "\(replies)")
-            let said = replies.first { $0["messageCount"]?.intValue == 3 }
-            #expect(said?["status"]?.stringValue == "OK", "\(replies)")
-            #expect(!server.stderrText().contains("room.join.failed"))
+            try RedisAtStart.expectAnsweredOK(server)
         }
     }
 

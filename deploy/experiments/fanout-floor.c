@@ -3,17 +3,18 @@
 // million connections, delivered to every one within 2 s". Not part of herald.
 //
 //   gcc -O2 -o /tmp/fanout-floor deploy/experiments/fanout-floor.c
-//   /tmp/fanout-floor <pairs> <connections per pair> [rounds]     # e.g. 53 19000 3
+//   /tmp/fanout-floor <pairs> <connections per pair> [rounds]     # e.g. 53 18900 3
 //
 // It forks <pairs> sender/receiver pairs, standing in for herald's workers and for the load
 // processes of deploy/million.py: each receiver opens <connections> connections to its
 // sender (from its own source address, 127.0.2.<pair>), which sends a welcome line on each
-// as it accepts it. Per round the
-// parent tells every sender at once to write one 140-byte line (the size of a say) to each
-// of its connections, one send(2) each, as herald does; every receiver reads until each of
-// its connections has its line and reports when the last one came. Printed per round: the
-// time from "go" to the last delivery anywhere, and the CPU the children used for it (from
-// /proc/self/stat of each child: user and system ticks), per delivery.
+// as it accepts it. Per round the parent tells every sender at once to write one 142-byte
+// line (the size of a say) to each of its connections, one send(2) each, as herald does;
+// every receiver reads until each of its connections has its line and reports when the
+// last one came. Printed per round: the time from "go" to the last delivery anywhere, and
+// the CPU the children used for it (user and system time, times(2)), per delivery. The
+// pairs connect one after another (all at once, the blocking connects overflow the
+// listeners' queues): the setup time it prints is no connect storm.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -86,20 +87,22 @@ static void sender(int listener, int count, int control, int report) {
 
 // A receiver: `count` connections to `port` from `source`; per round, reads until every
 // connection has one line, then reports the time of the last read and its CPU seconds.
-static void receiver(const char *source, int port, int count, int control, int report) {
-    int epoll = epoll_create1(0);
+// Reads what came on the ready connections, waiting up to `timeout` ms; adds the bytes to *got.
+static void drain(int epoll, int timeout, size_t *got) {
     struct epoll_event events[512];
     char buffer[4096];
+    int n = epoll_wait(epoll, events, 512, timeout);
+    for (int i = 0; i < n; i++) {
+        ssize_t size = read(events[i].data.fd, buffer, sizeof buffer);
+        if (size > 0) *got += (size_t)size;
+    }
+}
+
+static void receiver(const char *source, int port, int count, int control, int report) {
+    int epoll = epoll_create1(0);
+    // Welcomes are read as the connects go on: a million unread ones would pass the
+    // kernel's TCP memory limit (net.ipv4.tcp_mem) and stall everything.
     size_t welcomes = (size_t)count * (sizeof welcome - 1), got = 0;
-    // Reads what came, waiting up to `timeout` ms (welcomes are read as the connects go on:
-    // a million unread ones would pass the kernel's TCP memory limit and stall everything).
-    #define DRAIN(timeout) do { \
-        int n = epoll_wait(epoll, events, 512, timeout); \
-        for (int i = 0; i < n; i++) { \
-            ssize_t size = read(events[i].data.fd, buffer, sizeof buffer); \
-            if (size > 0) got += (size_t)size; \
-        } \
-    } while (0)
     for (int i = 0; i < count; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         int yes = 1;
@@ -112,22 +115,16 @@ static void receiver(const char *source, int port, int count, int control, int r
         if (connect(fd, (struct sockaddr *)&remote, sizeof remote) < 0) die("connect");
         struct epoll_event event = { .events = EPOLLIN, .data.fd = fd };
         epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
-        DRAIN(0);
+        drain(epoll, 0, &got);
     }
-    while (got < welcomes) DRAIN(-1);
+    while (got < welcomes) drain(epoll, -1, &got);
     double ready = now();
     write(report, &ready, sizeof ready);
     char go;
     while (read(control, &go, 1) == 1) {
         double before = cpu_seconds();
         size_t expected = (size_t)count * (sizeof line - 1), received = 0;
-        while (received < expected) {
-            int n = epoll_wait(epoll, events, 512, -1);
-            for (int i = 0; i < n; i++) {
-                ssize_t got = read(events[i].data.fd, buffer, sizeof buffer);
-                if (got > 0) received += (size_t)got;
-            }
-        }
+        while (received < expected) drain(epoll, -1, &received);
         double last = now();
         double used = cpu_seconds() - before;
         write(report, &last, sizeof last);
