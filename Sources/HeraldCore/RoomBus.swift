@@ -100,11 +100,17 @@ public protocol RoomBus: AnyObject {
     /// The worker's own connection count changed (reported for cluster stats).
     func connectionCountChanged(_ count: Int)
     func stats() async throws -> ClusterStats
+    /// Calls `done` once every message the bus has already been sent for this worker has
+    /// gone to `deliver` and `deliveredAll` (a stopping worker's members get what was said
+    /// before the stop, then the goodbye). At once for a bus that receives nothing, or
+    /// when what was on its way is lost anyway (a broken connection).
+    func afterMessagesInFlight(_ done: @escaping @LoopActor () -> Void)
     func stop()
 }
 
 extension RoomBus {
     public func acceptsPublish(room: String) -> Bool { true }
+    public func afterMessagesInFlight(_ done: @escaping @LoopActor () -> Void) { done() }
 }
 
 /// The bus of a single worker with no Redis: membership is this worker's alone.

@@ -351,20 +351,29 @@ public final class Worker: BeforeSleepHook {
 
     // MARK: Stopping
 
-    /// Stops accepting; each connection gets the goodbye once its pending actions have
-    /// replied (or `pendingShutdownWaitLimit` has passed).
+    /// Stops accepting; each connection gets the goodbye once the room messages already
+    /// on their way to the worker are delivered and its pending actions have replied (or
+    /// `pendingShutdownWaitLimit` has passed).
     public func stop() {
         guard !isStopping else { return }
         isStopping = true
         log.info("server.stopping", ["connections": String(connectionCount)])
         for listener in listeners { listener.stop() }
         keepAliveTimer?.cancel()
+        var leaving: [Connection] = []
         for case let connection? in connections where connection.isOpen {
             if let handoff {
                 if handoff.take(connection) { continue }
                 handoffCounts.drained += 1
             }
-            sayGoodbyeWhenIdle(connection, reason: "server shutdown")
+            leaving.append(connection)
+        }
+        // What was said before the stop and is still in Redis or the socket reaches these
+        // members before their goodbye (a handed-over connection catches up on its new worker).
+        bus.afterMessagesInFlight { [weak self] in
+            guard let self else { return }
+            self.deliverChatBatch()
+            for connection in leaving { self.sayGoodbyeWhenIdle(connection, reason: "server shutdown") }
         }
         stopTimer = EventLoop.current.schedule(afterMilliseconds: configuration.pendingShutdownWaitLimit) { [weak self] in
             guard let self else { return }

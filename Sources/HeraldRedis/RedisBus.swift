@@ -428,6 +428,10 @@ public final class RedisBus: RoomBus {
         return lastPublishedSequence
     }
 
+    public func afterMessagesInFlight(_ done: @escaping @LoopActor () -> Void) {
+        subscriber.afterMessagesInFlight(done)
+    }
+
     public func subscribe(room: String) async throws {
         try await subscriber.subscribe(channelName(room))?.wait()
     }

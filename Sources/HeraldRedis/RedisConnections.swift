@@ -57,6 +57,8 @@ public protocol RedisSubscriptions: AnyObject {
     func stop()
     func subscribe(_ channel: String) -> SubscriptionWaiter?
     func unsubscribe(_ channel: String)
+    /// Calls `done` once the messages Redis has already sent have all gone to `onMessage`.
+    func afterMessagesInFlight(_ done: @escaping @LoopActor () -> Void)
 }
 
 extension RedisClient: RedisCommandConnection {

@@ -42,6 +42,19 @@ public final class RedisShardedSubscriber: RedisSubscriptions {
         shards.removeAll()
     }
 
+    /// `done` once every shard has delivered what Redis had sent it when asked
+    /// (`RedisSubscriber.afterMessagesInFlight`).
+    public func afterMessagesInFlight(_ done: @escaping @LoopActor () -> Void) {
+        var left = shards.count
+        guard left > 0 else { return done() }
+        for shard in shards.values {
+            shard.afterMessagesInFlight {
+                left -= 1
+                if left == 0 { done() }
+            }
+        }
+    }
+
     public var wantedChannels: [String] { Array(home.keys) }
 
     public func subscribe(_ channel: String) -> SubscriptionWaiter? {

@@ -104,6 +104,39 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         fail(.unavailable("the subscriber is stopped"))
     }
 
+    // MARK: Catching up
+
+    /// What `afterMessagesInFlight` was asked, in order; `catchUpsPassed` of them have had
+    /// their PING answered (they run once the read that answered them is delivered).
+    private var catchUps: [@LoopActor () -> Void] = []
+    private var catchUpsPassed = 0
+
+    /// Calls `done` once every message Redis had sent on this connection when asked has
+    /// gone to `onMessage` (and `onMessagesEnd`): a PING in the subscribed stream, whose
+    /// answer Redis sends after them. At once when not connected (nothing is on its way);
+    /// when the connection is lost or the subscriber stopped meanwhile, then (what was on
+    /// its way went with the connection).
+    public func afterMessagesInFlight(_ done: @escaping @LoopActor () -> Void) {
+        guard phase == .ready, append([Array("PING".utf8)]) else { return done() }
+        catchUps.append(done)
+        flush()
+    }
+
+    private func runPassedCatchUps() {
+        guard catchUpsPassed > 0 else { return }
+        let passed = catchUps.prefix(catchUpsPassed)
+        catchUps.removeFirst(catchUpsPassed)
+        catchUpsPassed = 0
+        for done in passed { done() }
+    }
+
+    private func releaseCatchUps() {
+        let waiting = catchUps
+        catchUps.removeAll()
+        catchUpsPassed = 0
+        for done in waiting { done() }
+    }
+
     /// Channels wanted (for tests, logs and re-homing).
     public var wantedChannels: [String] { channels.filter { $0.value.wanted }.map(\.key) }
     public var channelEntryCount: Int { channels.count }
@@ -205,6 +238,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
 
     private func fail(_ error: RedisError) {
         inFlightOrder.removeAll()
+        releaseCatchUps()
         for key in Array(channels.keys) {
             guard var entry = channels[key] else { continue }
             for waiter in entry.waiters { waiter.finish(error) }
@@ -317,6 +351,7 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
                 let stillConnected = drainReplies()
                 onMessagesEnd?()
                 if !stillConnected { return }
+                runPassedCatchUps()
             case .nothing: break
             case .closed: return dropConnection("Server closed the connection")
             case .failed(let code): return dropConnection(String(cString: strerror(code)))
@@ -358,6 +393,12 @@ public final class RedisSubscriber: EventHandler, RedisSubscriptions {
         }
         if r.type == REDIS_REPLY_ERROR {
             return refused(String(decoding: RedisReply.bytes(r.str, r.len), as: UTF8.self))
+        }
+        // A PING's answer (`afterMessagesInFlight`): `+PONG` with no channel subscribed,
+        // `["pong", ""]` in the subscribed stream; nothing else has two elements or a status.
+        if r.type == REDIS_REPLY_STATUS || (r.type == REDIS_REPLY_ARRAY && r.elements == 2) {
+            catchUpsPassed += 1
+            return
         }
         guard r.type == REDIS_REPLY_ARRAY, r.elements >= 3, let kind = r.element[0], let second = r.element[1],
               let third = r.element[2] else { return }

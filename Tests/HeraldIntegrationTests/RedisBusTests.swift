@@ -280,6 +280,37 @@ struct RedisBusTests {
         }
     }
 
+    @Test("a stop while says are on their way from Redis: each member gets every say answered OK, then the goodbye")
+    func stopDeliversWhatIsOnItsWay() throws {
+        try Self.withTwoHosts { a, b, _ in
+            let (alice, _) = try Self.client(a)
+            let (bob, _) = try Self.client(b)
+            try alice.roundTrip("roomAdd lobby", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try bob.roundTrip("roomAdd lobby", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            guard let worker = WorkerMemory.workerPids(of: b).first else { throw HarnessError.mismatch("no worker under b") }
+            // b's worker is paused (a starved CPU): what alice says waits in Redis and in
+            // b's socket, and b is told to stop before it has read any of it.
+            kill(worker, SIGSTOP)
+            var paused = true
+            defer { if paused { kill(worker, SIGCONT) } }
+            let says = 2_000
+            let padding = String(repeating: "p", count: 200)
+            for i in 0..<says { try alice.send("say lobby m\(i) \(padding)") }
+            for i in 0..<says { try alice.expectOK("null", 3 + i) }
+            b.signal(SIGTERM)
+            usleep(300_000)  // the supervisor passes the stop on to the paused worker
+            kill(worker, SIGCONT)
+            paused = false
+            for i in 0..<says {
+                let line = try bob.readLine(timeout: 10)
+                try check(line.contains("\"message\":\"m\(i) \(padding)\""),
+                          "say \(i) of \(says), all answered OK before the stop, was not delivered before: \(line.prefix(120))")
+            }
+            try bob.expect(ShutdownTests.shutdownBye, timeout: 5)
+            try bob.expectClosed()
+        }
+    }
+
     @Test("status counts connections, rooms and workers across the cluster")
     func clusterStatus() throws {
         try Self.withTwoHosts { a, b, _ in
