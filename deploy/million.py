@@ -35,7 +35,7 @@ its answers pass the 2 s command timeout and the storm collapses into retries.
 
 Everything runs on loopback; every process it starts it stops.
 """
-import argparse, json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 def nice(increment):
     """os.nice, ignoring a refusal (raising a priority needs root)."""
@@ -254,9 +254,15 @@ def main():
         closed = sum(r["closed_by_server"] for r in reports)
         if closed != n: problems.append(f"the stop closed {closed} of {n}")
         last_close = max((r.get("last_close_ns", 0) for r in reports), default=0)
+        log_lines = list(open(f"{work}/herald.log", errors="replace"))
+        # Workers the supervisor killed at its drain limit (drainTimeout + 5 s): what they had
+        # not yet delivered or said goodbye to was cut off.
+        killed = len({re.search(r" pid=(\d+)", line).group(1) for line in log_lines
+                      if "event=worker.kill " in line and " pid=" in line})
+        if killed: problems.append(f"{killed} workers were killed at the drain limit")
         result("stop", supervisor_exit_s=f"{supervisor_gone:.1f}", closed_by_server=closed, of=n,
                last_close_s=f"{(last_close - stop_at) / 1e9:.1f}" if last_close else "none",
-               log_lines=sum(1 for _ in open(f"{work}/herald.log", errors="replace")))
+               workers_killed=killed, log_lines=len(log_lines))
         if a.check and problems:
             print("FAILED: " + "; ".join(problems), flush=True)
             sys.exit(1)
