@@ -170,9 +170,15 @@ public final class RedisClient: EventHandler {
     /// Sends a command (a PUBLISH) whose reply only counts `bytes` as acknowledged, and
     /// keeps it until Redis answers (see `unanswered`). False when there is no connection.
     public func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool {
-        guard state == .ready, context != nil else { return false }
+        guard acceptsPublish, context != nil else { return false }
         let weight = max(1, bytes)
-        guard sendPublish(arguments) else { return false }
+        if state == .connecting {
+            // (A worker serves before its first connection is up: kept, and sent once the
+            // connection is ready, in order, with anything left from an earlier one.)
+            unsent += 1
+        } else {
+            guard sendPublish(arguments) else { return false }
+        }
         unanswered.append((arguments, weight))
         unacknowledgedBytes += weight
         if unacknowledgedBytes > publishHighWater { isPublishCongested = true }
@@ -209,13 +215,25 @@ public final class RedisClient: EventHandler {
         }
     }
 
-    /// Sends again, in order, what the last connection did not get answered.
+    /// Whether `publish` takes a message now: connected, or connecting (then it is sent
+    /// once the connection is ready).
+    public var acceptsPublish: Bool { state == .ready || state == .connecting }
+
+    /// The last `unsent` of `unanswered` were taken while connecting and never sent.
+    private var unsent = 0
+
+    /// Sends, in order, what the last connection did not get answered and what was taken
+    /// while connecting.
     private func republishUnanswered() {
+        let unsent = self.unsent
+        self.unsent = 0
         guard unansweredHead < unanswered.count else { return }
         var index = unansweredHead
         while index < unanswered.count, sendPublish(unanswered[index].arguments) { index += 1 }
-        republished += index - unansweredHead
-        log.info("redis.republished", ["client": name, "messages": String(index - unansweredHead),
+        let again = max(0, index - unansweredHead - unsent)
+        guard again > 0 else { return }
+        republished += again
+        log.info("redis.republished", ["client": name, "messages": String(again),
                                        "reason": "the last connection broke before Redis answered them"])
     }
 

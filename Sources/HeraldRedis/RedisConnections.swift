@@ -62,7 +62,7 @@ public protocol RedisSubscriptions: AnyObject {
 }
 
 extension RedisClient: RedisCommandConnection {
-    public func acceptsPublish(channel: [UInt8]) -> Bool { isReady }
+    public func acceptsPublish(channel: [UInt8]) -> Bool { acceptsPublish }
 }
 
 @LoopActor

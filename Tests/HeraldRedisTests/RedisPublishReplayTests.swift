@@ -63,6 +63,53 @@ import Testing
         #expect(heard.state.withLock { $0 } == ["r before", "r lost with its connection", "r after"])
     }
 
+    /// A worker serves before its Redis connection is up: a say in those first
+    /// milliseconds (CI saw one 3 ms after start) is taken and sent once the connection
+    /// is ready, not refused with `room bus unavailable`.
+    @Test func aPublishWhileConnectingIsSentOnceConnected() throws {
+        let redis = try RedisServer()
+        let endpoint = try RedisEndpoint.parse(url: redis.url)
+        let heard = Shared<[String]>([])
+        let failure = runOnLoopThread(seconds: 30) { done in
+            let receiver = RedisBus(endpoint: endpoint, workerID: "receiver")
+            receiver.start(membership: Membership(), deliver: { room, line, message in
+                if !message.isOwn { heard.state.withLock { $0.append("\(room) \(String(decoding: line, as: UTF8.self))") } }
+            }, deliveredAll: {}, drained: {})
+            Task.onLoop {
+                var publisher: RedisBus?
+                @LoopActor func finish(_ failure: String?) async {
+                    publisher?.stop()
+                    receiver.stop()
+                    await Self.pause(300)  // (the clients' last replies, before the loop ends)
+                    done(failure)
+                }
+                do {
+                    try await receiver.join(room: "r", member: RoomMember(id: "m1", joinedAt: 1))
+                    let bus = RedisBus(endpoint: endpoint, workerID: "publisher")
+                    publisher = bus
+                    bus.start(membership: Membership(), deliver: { _, _, _ in }, deliveredAll: {}, drained: {})
+                    // (Same loop turn: the connection cannot be up yet.)
+                    guard let client = bus.commands as? RedisClient, client.state == .connecting else {
+                        return await finish("expected the publisher to be connecting right after start")
+                    }
+                    guard bus.acceptsPublish(room: "r") else { return await finish("a say while connecting would be refused") }
+                    bus.publish(room: "r", senderID: "x", line: Array("while connecting".utf8))
+                    bus.publish(room: "r", senderID: "x", line: Array("still connecting".utf8))
+                    guard await Self.waitFor({ heard.state.withLock { $0.count } == 2 }) else {
+                        return await finish("not heard: \(heard.state.withLock { $0 })")
+                    }
+                    guard client.republished == 0 else { return await finish("counted as sent again: \(client.republished)") }
+                    await Self.pause(300)  // (a repeat would come by now)
+                    await finish(nil)
+                } catch {
+                    await finish("bus: \(error)")
+                }
+            }
+        }
+        #expect(failure == nil)
+        #expect(heard.state.withLock { $0 } == ["r while connecting", "r still connecting"])
+    }
+
     /// A message Redis ran whose answer was lost comes again: the receiver drops the
     /// repeat by its publisher, channel and sequence (and keeps another publisher's
     /// message with the same sequence).
