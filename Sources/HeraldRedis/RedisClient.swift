@@ -168,7 +168,8 @@ public final class RedisClient: EventHandler {
     public private(set) var republished = 0
 
     /// Sends a command (a PUBLISH) whose reply only counts `bytes` as acknowledged, and
-    /// keeps it until Redis answers (see `unanswered`). False when there is no connection.
+    /// keeps it until Redis answers (see `unanswered`). False when there is no connection
+    /// and none is being made (`acceptsPublish`).
     public func publish(_ arguments: [[UInt8]], bytes: Int) -> Bool {
         guard acceptsPublish, context != nil else { return false }
         let weight = max(1, bytes)

@@ -30,6 +30,11 @@ struct RedisBusTests {
     /// Connects and returns the client and its id (detailsView is messageCount 1).
     static func client(_ server: HeraldProcess) throws -> (LineClient, String) { try server.connectWithId() }
 
+    /// Joins each client to `room` as its first request after `client`'s detailsView.
+    static func join(_ room: String, _ clients: LineClient...) throws {
+        for client in clients { try client.roundTrip("roomAdd \(room)", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#) }
+    }
+
     static func roomView(_ client: LineClient, _ room: String, _ n: Int) throws -> JSON {
         try client.send("roomView \(room)")
         let reply = try client.readJSON()
@@ -57,8 +62,7 @@ struct RedisBusTests {
             let (alice, aliceID) = try Self.client(a)
             let (bob, bobID) = try Self.client(b)
             #expect(aliceID != bobID)
-            try alice.roundTrip("roomAdd lobby", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
-            try bob.roundTrip("roomAdd lobby", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try Self.join("lobby", alice, bob)
             // Right after bob's join reply: alice's say reaches him, and a's roomView lists him.
             try alice.roundTrip("say lobby hello from a", #"{"status":"OK","context":"response","data":null,"messageCount":3}"#)
             try bob.expect(#"{"message":"hello from a","room":"lobby","from":"\#(aliceID)","context":"user","sentAt":<NUM>}"#)
@@ -156,7 +160,7 @@ struct RedisBusTests {
             let (alice, aliceID) = try Self.client(a)
             let (bob, bobID) = try Self.client(b)
             let (carol, carolID) = try Self.client(b)
-            for client in [alice, bob, carol] { try client.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#) }
+            try Self.join("r", alice, bob, carol)
             #expect(Self.memberIDs(try Self.roomView(alice, "r", 3)) == [aliceID, bobID, carolID])
             try bob.roundTrip("roomLeave r", #"{"status":"OK","context":"response","data":true,"messageCount":3}"#)
             #expect(Self.memberIDs(try Self.roomView(alice, "r", 4)) == [aliceID, carolID])
@@ -178,8 +182,7 @@ struct RedisBusTests {
         try Self.withTwoHosts { a, b, _ in
             let (alice, aliceID) = try Self.client(a)
             let (bob, _) = try Self.client(b)
-            try alice.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
-            try bob.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try Self.join("r", alice, bob)
             #expect(try Self.roomView(alice, "r", 3)["membersCount"]?.intValue == 2)
             // The whole "host": supervisor and worker at once (its own process group).
             Glibc.kill(-b.process.pid, SIGKILL)
@@ -223,8 +226,7 @@ struct RedisBusTests {
         try Self.withTwoHosts(prefixes: ("blue:", "green:")) { a, b, redis in
             let (alice, aliceID) = try Self.client(a)
             let (bob, bobID) = try Self.client(b)
-            try alice.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
-            try bob.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try Self.join("r", alice, bob)
             #expect(Self.memberIDs(try Self.roomView(alice, "r", 3)) == [aliceID])
             #expect(Self.memberIDs(try Self.roomView(bob, "r", 3)) == [bobID])
             try alice.roundTrip("say r only blue", #"{"status":"OK","context":"response","data":null,"messageCount":4}"#)
@@ -240,8 +242,7 @@ struct RedisBusTests {
         try Self.withTwoHosts { a, b, redis in
             let (alice, aliceID) = try Self.client(a)
             let (bob, bobID) = try Self.client(b)
-            try alice.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
-            try bob.roundTrip("roomAdd r", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try Self.join("r", alice, bob)
             var n = 3
             redis.kill()
             // What needs no Redis keeps working, at once.
@@ -285,8 +286,7 @@ struct RedisBusTests {
         try Self.withTwoHosts { a, b, _ in
             let (alice, _) = try Self.client(a)
             let (bob, _) = try Self.client(b)
-            try alice.roundTrip("roomAdd lobby", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
-            try bob.roundTrip("roomAdd lobby", #"{"status":"OK","context":"response","data":true,"messageCount":2}"#)
+            try Self.join("lobby", alice, bob)
             guard let worker = WorkerMemory.workerPids(of: b).first else { throw HarnessError.mismatch("no worker under b") }
             // b's worker is paused (a starved CPU): what alice says waits in Redis and in
             // b's socket, and b is told to stop before it has read any of it.
