@@ -6,6 +6,8 @@
 #           redis-server (PING), 50 connections, pipeline 1 and pipeline 16, same load tool
 #   idle    resident memory per idle connection, 10,000 connections, fresh servers
 #   fanout  one room, 50 and 1,000 subscribers, over a two-worker herald cluster vs redis pub/sub
+#   instructions  user-space instructions per request under callgrind, pipeline 1 and 16
+#           (deploy/instructions.sh; needs valgrind, about three minutes)
 #   million connections held by one host (deploy/million.py; HERALD_BENCH_CONNECTIONS)
 #
 # Usage: deploy/benchmark.sh [rounds] [seconds]     (default 5 rounds of 5 s)
@@ -103,6 +105,13 @@ for run in fanout fanout1000; do
   members=$([ "$run" = fanout ] && echo 50 || echo 1000)
   echo "RESULT fanout ${members} members: herald ${h} deliveries/s (lost ${lost}), redis ${r} deliveries/s, ratio $(awk "BEGIN {printf \"%.2f\", $h/$r}")"
 done
+
+# --- instructions per request (callgrind: exact, unlike the timings above) ----------
+if command -v valgrind >/dev/null; then
+  bash deploy/instructions.sh
+else
+  echo "RESULT instructions: skipped (valgrind is not installed)"
+fi
 
 # --- connections at scale (deploy/million.py): storm, memory per connection over the
 # process tree, say to all with timestamped deliveries, stop. HERALD_BENCH_CONNECTIONS

@@ -1,11 +1,13 @@
-/// Byte buffers lent to connections while they have output queued, so that a busy
+import Glibc
+
+/// Output buffers lent to connections while they have output queued, so that a busy
 /// connection does not allocate a buffer per batch of replies and an idle one holds none.
 ///
-/// The free buffers are a stack in memory of its own (allocated at the first `give`,
-/// kept for the worker's life): moved in and out, no array bookkeeping, no reference
-/// counting on the way (at one request per flush, a give and a take per request).
+/// The free blocks are a stack in memory of its own (allocated at the first `give`,
+/// kept for the worker's life): a give and a take are a pointer moved each way (at one
+/// request per flush, one of each per request).
 struct BufferPool {
-    private var slots: UnsafeMutablePointer<[UInt8]>?
+    private var slots: UnsafeMutablePointer<UnsafeMutableRawPointer>?
     private var count = 0
     /// Buffers kept for reuse at most, and the largest capacity worth keeping.
     let maxBuffers = 1_024
@@ -13,25 +15,24 @@ struct BufferPool {
     let initialCapacity = 1_024
 
     /// An empty buffer with some capacity.
-    mutating func take() -> [UInt8] {
+    mutating func take() -> OutputBuffer {
         if count > 0, let slots {
             count &-= 1
-            return (slots + count).move()
+            return OutputBuffer(adopting: slots[count])
         }
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(initialCapacity)
-        return buffer
+        return OutputBuffer(capacity: initialCapacity)
     }
 
-    /// Takes `buffer` back (leaving it empty, without storage).
-    mutating func give(_ buffer: inout [UInt8]) {
-        var returned: [UInt8] = []
-        swap(&returned, &buffer)
-        guard count < maxBuffers, returned.capacity <= maxCapacity, returned.capacity > 0 else { return }
-        returned.removeAll(keepingCapacity: true)
-        let slots = self.slots ?? UnsafeMutablePointer<[UInt8]>.allocate(capacity: maxBuffers)
+    /// Takes `buffer`'s storage back (leaving it without any); a block too big to keep,
+    /// or one over `maxBuffers`, is freed.
+    mutating func give(_ buffer: inout OutputBuffer) {
+        guard let block = buffer.takeStorage() else { return }
+        guard count < maxBuffers, OutputBuffer.capacity(of: block) <= maxCapacity else {
+            return free(block)
+        }
+        let slots = self.slots ?? UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: maxBuffers)
         self.slots = slots
-        (slots + count).initialize(to: consume returned)
+        slots[count] = block
         count &+= 1
     }
 }

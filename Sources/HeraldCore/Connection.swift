@@ -51,7 +51,7 @@ public final class Connection: EventHandler {
     @exclusivity(unchecked) var lastInputAt = 0
 
     // Output.
-    @exclusivity(unchecked) var output: [UInt8] = []
+    @exclusivity(unchecked) var output = OutputBuffer()
     @exclusivity(unchecked) var outputSent = 0
 
     /// The rarely used state, allocated the first time one of it is set.
@@ -220,33 +220,38 @@ public final class Connection: EventHandler {
         append(write, hasFallback: true, tooBig)
     }
 
+    /// Encodes the line into the worker's scratch array, checks its size, and queues it.
     private func append(_ write: (inout [UInt8]) -> Void, hasFallback: Bool, _ tooBig: (inout [UInt8], Int) -> Void) {
         guard acceptsOutput() else { return }
-        // An idle connection holds no output buffer; a busy one borrows one from the
-        // worker's pool, with room for a batch of replies.
-        if output.capacity == 0 { output = worker.outputBuffers.take() }
-        let before = output.count
-        write(&output)
-        let lineBytes = output.count - before
+        var line = worker.takeLineScratch()
+        defer { worker.returnLineScratch(&line) }
+        write(&line)
+        let lineBytes = line.count
         if lineBytes > worker.configuration.maxOutputBytes {
-            output.removeSubrange(before...)
             log.warn("output.lineTooBig", ["id": id.string, "bytes": String(lineBytes),
                                            "maxOutputBytes": String(worker.configuration.maxOutputBytes)])
-            if hasFallback {
-                tooBig(&output, lineBytes)
-                if output.capacity > worker.configuration.maxOutputBytes * 2 {
-                    // Give back the memory the encoding took.
-                    var smaller = worker.outputBuffers.take()
-                    smaller.append(contentsOf: output[outputSent...])
-                    output = smaller
-                    outputSent = 0
-                }
-            } else {
-                overflow(line: lineBytes)
-                return
-            }
+            guard hasFallback else { return overflow(line: lineBytes) }
+            line.removeAll(keepingCapacity: true)
+            tooBig(&line, lineBytes)
         }
+        guard !line.isEmpty else { return queueForFlush() }
+        if !output.hasStorage { output = worker.outputBuffers.take() }
+        output.append(line)
         queueForFlush()
+    }
+
+    /// An action's reply (`ReplyWriter.actionReply`): a small one is written in place in
+    /// the output buffer, any other goes through `send(_:tooBig:)`.
+    func sendActionReply(fields: JSONObject, error: String?, messageCount: Int) {
+        guard acceptsOutput() else { return }
+        if !output.hasStorage { output = worker.outputBuffers.take() }
+        let written = output.appendInPlace(room: ReplyWriter.smallReplyBytes) {
+            ReplyWriter.smallActionReply(fields: fields, error: error, messageCount: messageCount, into: $0)
+        }
+        if written > 0 { return queueForFlush() }
+        let maxOutputBytes = worker.configuration.maxOutputBytes
+        send({ ReplyWriter.actionReply(fields: fields, error: error, messageCount: messageCount, to: &$0) },
+             tooBig: { Worker.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: maxOutputBytes, to: &$0) })
     }
 
     /// Appends bytes already encoded (a chat line, shared by every member of a room).
@@ -258,16 +263,16 @@ public final class Connection: EventHandler {
                                            "maxOutputBytes": String(worker.configuration.maxOutputBytes)])
             return
         }
-        if output.capacity == 0 { output = worker.outputBuffers.take() }
-        output.appendRaw(bytes)
+        if !output.hasStorage { output = worker.outputBuffers.take() }
+        output.append(bytes)
         queueForFlush()
     }
 
     /// Appends a file body: raw bytes, not a line, so not bound by the line check.
     func send(body bytes: [UInt8]) {
         guard acceptsOutput() else { return }
-        if output.capacity == 0 { output = worker.outputBuffers.take() }
-        output.append(contentsOf: bytes)
+        if !output.hasStorage { output = worker.outputBuffers.take() }
+        output.append(bytes)
         queueForFlush()
     }
 
@@ -308,7 +313,7 @@ public final class Connection: EventHandler {
         defer { if transport.hasBufferedInput { scheduleRead() } }
         if !files.isEmpty && !flushFiles() { return }
         while outputSent < output.count {
-            let result = output.withBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }
+            let result = output.withBytes(from: outputSent) { transport.write($0) }
             switch result {
             case .bytes(let n):
                 outputSent += n
@@ -319,7 +324,7 @@ public final class Connection: EventHandler {
                 // The part already sent is let go once it is most of the buffer, so a
                 // client that reads slowly but steadily does not grow it.
                 if outputSent >= 65_536 && outputSent * 2 >= output.count {
-                    output.removeSubrange(0..<outputSent)
+                    output.removeFirst(outputSent)
                     outputSent = 0
                 }
                 outputDrained()

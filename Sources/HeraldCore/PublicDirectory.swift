@@ -91,7 +91,7 @@ final class PendingFile {
     static let overhead = 128
 
     /// The output queued before the request (moved out of the connection's queue).
-    @exclusivity(unchecked) var before: [UInt8]
+    @exclusivity(unchecked) var before: OutputBuffer
     @exclusivity(unchecked) var beforeSent: Int
     let path: String
     let messageCount: Int
@@ -102,7 +102,7 @@ final class PendingFile {
     /// Set while waiting for the disk (the part to send next is not in the page cache).
     @exclusivity(unchecked) var retryTimer: LoopTimer?
 
-    init(path: String, messageCount: Int, before: [UInt8], beforeSent: Int) {
+    init(path: String, messageCount: Int, before: consuming OutputBuffer, beforeSent: Int) {
         self.path = path
         self.messageCount = messageCount
         self.before = before
@@ -121,9 +121,9 @@ extension Worker {
         var accepted = false
         connection.send { _ in accepted = true }
         guard accepted else { return }
-        let file = PendingFile(path: path, messageCount: messageCount, before: connection.output,
-                               beforeSent: connection.outputSent)
-        connection.output = []
+        var before = OutputBuffer()
+        swap(&before, &connection.output)
+        let file = PendingFile(path: path, messageCount: messageCount, before: before, beforeSent: connection.outputSent)
         connection.outputSent = 0
         connection.files.append(file)
         connection.fileQueueBytes += file.cost + file.before.count - file.beforeSent
@@ -138,7 +138,7 @@ extension Connection {
         var chunks = 0
         while let file = files.first {
             while file.beforeSent < file.before.count {
-                let result = file.before.withBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[file.beforeSent...])) }
+                let result = file.before.withBytes(from: file.beforeSent) { transport.write($0) }
                 guard case .bytes(let n) = result else { return waitOrDrop(result) }
                 file.beforeSent += n
                 fileQueueBytes -= n
@@ -151,8 +151,10 @@ extension Connection {
                     file.fd = fd
                     file.size = size
                 } else {
+                    var reply: [UInt8] = []
                     ReplyWriter.actionReply(fields: JSONObject(), error: "Error: That file is not found (\(file.path))",
-                                            messageCount: file.messageCount, to: &file.before)
+                                            messageCount: file.messageCount, to: &reply)
+                    file.before.append(reply)
                     fileQueueBytes += file.before.count
                     continue
                 }

@@ -424,7 +424,7 @@ extension Worker {
                 rooms: connection.rooms.list.map { Session.Room(name: $0.name, joinedAt: $0.joinedAt) },
                 messageCount: connection.messageCount, totalActions: connection.totalActions,
                 unparsed: connection.framer.unparsed, discardingLine: connection.framer.isDiscarding,
-                output: connection.outputSent < connection.output.count ? Array(connection.output[connection.outputSent...]) : [])
+                output: connection.output.copy(from: connection.outputSent))
         if let chat = chatHandoff, chat.tracking {
             session.chatOrigin = bus.originID
             session.chatSequence = bus.lastPublishedSequence

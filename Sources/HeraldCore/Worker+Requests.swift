@@ -24,8 +24,7 @@ extension Worker {
         case .jsonAction(let name, let params):
             runAction(named: name, params: params ?? JSONObject(), for: connection, messageCount: count)
         case .bad(let error):
-            connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: count, to: &$0) },
-                            tooBig: { Self.actionReplyTooBig($1, messageCount: count, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
+            connection.sendActionReply(fields: JSONObject(), error: error, messageCount: count)
         }
     }
 
@@ -64,8 +63,7 @@ extension Worker {
 
     private func refuse(_ error: String, action name: String, _ connection: Connection, messageCount: Int) {
         ProcessMetrics.counters.actions[actions[name] == nil ? "unknown" : name, default: ActionCounts()].error += 1
-        connection.send({ ReplyWriter.actionReply(fields: JSONObject(), error: error, messageCount: messageCount, to: &$0) },
-                        tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
+        connection.sendActionReply(fields: JSONObject(), error: error, messageCount: messageCount)
     }
 
     /// Fills in the declared defaults and starts the action (or refuses a missing input).
@@ -187,8 +185,7 @@ extension Worker {
                                  "error": error ?? ""])
         }
         if connection.isOpen {
-            connection.send({ ReplyWriter.actionReply(fields: call.response, error: error, messageCount: messageCount, to: &$0) },
-                            tooBig: { Self.actionReplyTooBig($1, messageCount: messageCount, maxOutputBytes: configuration.maxOutputBytes, to: &$0) })
+            connection.sendActionReply(fields: call.response, error: error, messageCount: messageCount)
             // (`pendingActionsDrained` has nothing to do unless one of these holds.)
             if connection.pendingActions == 0 && (connection.state == .draining || connection.inputEnded) {
                 pendingActionsDrained(connection)

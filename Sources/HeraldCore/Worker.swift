@@ -48,6 +48,9 @@ public final class Worker: BeforeSleepHook {
     nonisolated static var knownLineCapacity: Int { 64 }
     /// Output buffers lent to connections while they have bytes to send.
     @exclusivity(unchecked) var outputBuffers = BufferPool()
+    /// Where `Connection.send(_:)` encodes a line before it is checked and queued; kept
+    /// between lines (unless a big one grew it), so encoding allocates nothing.
+    @exclusivity(unchecked) private var lineScratch: [UInt8] = []
     @exclusivity(unchecked) var random = FastRandom()
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
     @exclusivity(unchecked) var totalActions = 0
@@ -289,6 +292,21 @@ public final class Worker: BeforeSleepHook {
     }
 
     // MARK: Output
+
+    /// The scratch array, empty (a fresh one when it is out already: a line encoded
+    /// while another is).
+    func takeLineScratch() -> [UInt8] {
+        var line: [UInt8] = []
+        swap(&line, &lineScratch)
+        return line
+    }
+
+    /// Takes the scratch array back, emptied; one a big line grew is let go.
+    func returnLineScratch(_ line: inout [UInt8]) {
+        guard line.capacity <= 64 * 1_024 else { return line = [] }
+        line.removeAll(keepingCapacity: true)
+        swap(&line, &lineScratch)
+    }
 
     public func beforeSleep() {
         // Flushing may release held input, whose parsing queues more output: a few rounds.

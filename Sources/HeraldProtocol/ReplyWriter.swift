@@ -40,7 +40,7 @@ public enum ReplyWriter {
     /// "messageCount"), then `"error":E` when `error` is not nil, then
     /// `"context":"response","messageCount":n`.
     public static func actionReply(fields: JSONObject, error: String?, messageCount: Int, to out: inout [UInt8]) {
-        if fields.count <= 8 && smallActionReply(fields: fields, error: error, messageCount: messageCount, to: &out) { return }
+        if smallActionReply(fields: fields, error: error, messageCount: messageCount, to: &out) { return }
         out.append(UInt8(ascii: "{"))
         for (key, value) in fields {
             if isReservedReplyKey(key) { continue }
@@ -70,40 +70,53 @@ public enum ReplyWriter {
         }
     }
 
+    /// The most bytes `smallActionReply` writes.
+    @inlinable public static var smallReplyBytes: Int { 512 }
+
     /// `actionReply` for the common small reply (scalar fields, short strings), assembled
     /// on the stack and appended with one copy; false (nothing appended) when it does not
-    /// fit in 512 bytes or holds an array, an object or a number in exponent form.
+    /// fit in `smallReplyBytes` or holds an array, an object or a number in exponent form.
     static func smallActionReply(fields: JSONObject, error: String?, messageCount: Int, to out: inout [UInt8]) -> Bool {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { buffer -> Bool in
-            var w = ScratchWriter(buffer)
-            w.byte(UInt8(ascii: "{"))
-            let fitted = fields.entries.withUnsafeBufferPointer { entries -> Bool in
-                for i in 0..<entries.count {
-                    if !w.key(entries[i].key) { continue }
-                    switch entries[i].value {
-                    case .number(let d): if !w.number(d) { return false }
-                    case .string(let text): w.string(text)
-                    case .bool(let flag): if flag { w.ascii("true") } else { w.ascii("false") }
-                    case .null: w.ascii("null")
-                    case .array, .object: return false
-                    }
-                    w.byte(UInt8(ascii: ","))
-                }
-                return true
-            }
-            guard fitted else { return false }
-            if let error {
-                w.ascii("\"error\":")
-                w.string(error)
-                w.byte(UInt8(ascii: ","))
-            }
-            w.ascii("\"context\":\"response\",\"messageCount\":")
-            w.int(Int64(messageCount))
-            w.ascii("}\r\n")
-            guard !w.overflowed else { return false }
-            out.appendRaw(w.bytes)
+            let n = smallActionReply(fields: fields, error: error, messageCount: messageCount, into: buffer)
+            guard n > 0 else { return false }
+            out.appendRaw(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
             return true
         }
+    }
+
+    /// `actionReply` written straight into `buffer` (a connection's spare output
+    /// capacity) when the reply is small (see above) and fits; the count written, 0 when
+    /// it does not fit (then what is in `buffer` means nothing).
+    public static func smallActionReply(fields: JSONObject, error: String?, messageCount: Int,
+                                        into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        guard fields.count <= 8 else { return 0 }
+        var w = ScratchWriter(buffer)
+        w.byte(UInt8(ascii: "{"))
+        let fitted = fields.entries.withUnsafeBufferPointer { entries -> Bool in
+            for i in 0..<entries.count {
+                if !w.key(entries[i].key) { continue }
+                switch entries[i].value {
+                case .number(let d): if !w.number(d) { return false }
+                case .string(let text): w.string(text)
+                case .bool(let flag): if flag { w.ascii("true") } else { w.ascii("false") }
+                case .null: w.ascii("null")
+                case .array, .object: return false
+                }
+                w.byte(UInt8(ascii: ","))
+            }
+            return true
+        }
+        guard fitted else { return 0 }
+        if let error {
+            w.ascii("\"error\":")
+            w.string(error)
+            w.byte(UInt8(ascii: ","))
+        }
+        w.ascii("\"context\":\"response\",\"messageCount\":")
+        w.int(Int64(messageCount))
+        w.ascii("}\r\n")
+        return w.overflowed ? 0 : w.count
     }
 
     /// `{"message":M,"room":R,"from":F,"context":"user","sentAt":ms}`; `from` is a

@@ -112,11 +112,31 @@ struct VerbArgumentTests {
         var pool = BufferPool()
         var buffer = pool.take()
         #expect(buffer.isEmpty && buffer.capacity >= 1_024)
-        buffer.append(contentsOf: [1, 2, 3])
+        buffer.append([1, 2, 3])
         pool.give(&buffer)
-        #expect(buffer.capacity == 0, "the connection keeps nothing")
+        #expect(!buffer.hasStorage && buffer.capacity == 0, "the connection keeps nothing")
         let again = pool.take()
-        #expect(again.isEmpty && again.capacity >= 1_024)
+        #expect(again.isEmpty && again.capacity >= 1_024, "a block comes back empty")
+    }
+
+    @Test func outputBufferGrowsWritesInPlaceAndDropsWhatWasSent() {
+        var buffer = OutputBuffer()
+        #expect(!buffer.hasStorage && buffer.count == 0)
+        let bytes = (0..<3_000).map { UInt8(truncatingIfNeeded: $0) }
+        buffer.append(Array(bytes[..<1_000]))
+        buffer.append(Array(bytes[1_000...]))
+        #expect(buffer.count == 3_000 && buffer.capacity >= 3_000)
+        #expect(buffer.copy(from: 0) == bytes)
+        let written = buffer.appendInPlace(room: 512) { out in
+            out[0] = 7; out[1] = 8
+            return 2
+        }
+        #expect(written == 2 && buffer.count == 3_002)
+        buffer.removeFirst(2_500)
+        #expect(buffer.copy(from: 0) == Array(bytes[2_500...]) + [7, 8])
+        buffer.truncate(to: 1)
+        #expect(buffer.copy(from: 0) == [bytes[2_500]])
+        #expect(buffer.withBytes(from: 1) { $0.count } == 0)
     }
 }
 
