@@ -23,6 +23,8 @@ towards one server port). It prints, each as a RESULT line:
             and the script's own) and when the script's subscriber heard say k from Redis
   stop      `herald stop` (SIGTERM to the supervisor): until the supervisor exited, and
             until the last connection was closed by the server
+  health    log lines that say a worker's loop was held up: `redis.worker.lost` (its
+            heartbeat key expired), `redis.down`, `redis.subscriber.silent`
   workers   what grows with the number of workers: Redis clients, Redis commands/s
             while idle, `herald status` size
 
@@ -263,6 +265,12 @@ def main():
         result("stop", supervisor_exit_s=f"{supervisor_gone:.1f}", closed_by_server=closed, of=n,
                last_close_s=f"{(last_close - stop_at) / 1e9:.1f}" if last_close else "none",
                workers_killed=killed, log_lines=len(log_lines))
+        # Signs of a worker's loop held up for seconds (one iteration writing to all its
+        # members): its heartbeat key expired, Redis commands timed out, the subscriber
+        # looked silent.
+        def count(event): return sum(1 for line in log_lines if f"event={event} " in line)
+        result("health", worker_lost=count("redis.worker.lost"), redis_down=count("redis.down"),
+               subscriber_silent=count("redis.subscriber.silent"))
         if a.check and problems:
             print("FAILED: " + "; ".join(problems), flush=True)
             sys.exit(1)

@@ -312,6 +312,7 @@ public final class Worker: BeforeSleepHook {
         // Flushing may release held input, whose parsing queues more output: a few rounds.
         deliverChatBatch()
         var rounds = 0
+        var budget = Self.flushesPerIteration
         repeat {
             if !overflowing.isEmpty {
                 let dropped = overflowing
@@ -319,15 +320,22 @@ public final class Worker: BeforeSleepHook {
                 for connection in dropped { drop(connection, reason: connection.overflowDetail) }
             }
             resumeReleased()
-            flushAll()
+            flushAll(budget: &budget)
             rounds += 1
-        } while rounds < 8 && !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty)
+        } while rounds < 8 && budget > 0 && !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty)
         flushMembershipBatch()
         if !(resumeQueue.isEmpty && flushQueue.isEmpty && overflowing.isEmpty) && wakeTimer == nil {
             // More to do: keep the loop from sleeping in epoll_wait.
             wakeTimer = EventLoop.current.schedule(afterMilliseconds: 0) { [weak self] in self?.wakeTimer = nil }
         }
     }
+
+    /// Connections written to in one loop iteration at most. A say to a big room queues a
+    /// line for each of its members at once; written in slices of this many, the loop
+    /// reads, serves requests and runs its timers (the Redis heartbeat, command
+    /// timeouts) between slices instead of after every member: on a host busy with tens
+    /// of thousands of members a worker, one iteration of all of them took seconds.
+    nonisolated static var flushesPerIteration: Int { 1_024 }
 
     /// Calls `body` with every connection (which may close them).
     func forEachConnection(_ body: (Connection) -> Void) {
@@ -341,19 +349,26 @@ public final class Worker: BeforeSleepHook {
         overflowing.append(connection)
     }
 
-    private func flushAll() {
+    /// Flushes the queued connections in order, at most `budget` of them (counted down);
+    /// the rest stay queued, first, for the next iteration.
+    private func flushAll(budget: inout Int) {
         guard !flushQueue.isEmpty else { return }
         // By index, not over a copy: a copy makes `removeAll(keepingCapacity:)` allocate
         // a new buffer every loop iteration. Connections queued while this runs (a drop
-        // sending to a room) are flushed in the same pass.
+        // sending to a room) are flushed in the same pass while the budget lasts.
         var index = 0
-        while index < flushQueue.count {
+        while index < flushQueue.count && budget > 0 {
             let connection = flushQueue[index]
             index += 1
+            budget -= 1
             connection.isQueuedForFlush = false
             if connection.state != .closed { connection.flush() }
         }
-        flushQueue.removeAll(keepingCapacity: true)
+        if index == flushQueue.count {
+            flushQueue.removeAll(keepingCapacity: true)
+        } else {
+            flushQueue.removeSubrange(0..<index)
+        }
     }
 
     private func scheduleKeepAlive() {
@@ -415,7 +430,8 @@ public final class Worker: BeforeSleepHook {
         stopTimer?.cancel()
         sweepTimer?.cancel()
         sweepTimer = nil
-        flushAll()
+        var everything = Int.max
+        flushAll(budget: &everything)
         bus.stop()
         connectionLog.flush()
         log.info("server.stopped", [:])
