@@ -165,7 +165,8 @@ public final class Supervisor {
         restartTimers.removeAll()
         reloadQueue.removeAll()
         for worker in processes.values { drain(worker, reason: "stop") }
-        stopTimer = EventLoop.current.schedule(afterMilliseconds: options.drainTimeoutMilliseconds + 5_000) { [weak self] in
+        // The backstop behind each worker's own drain watch.
+        stopTimer = EventLoop.current.schedule(afterMilliseconds: DrainWatch.longest(limit: drainLimitMilliseconds) + 1_000) { [weak self] in
             guard let self else { return }
             for worker in self.processes.values {
                 log.warn("worker.kill", ["pid": String(worker.pid), "reason": "did not stop in time"])
@@ -304,6 +305,7 @@ public final class Supervisor {
         worker.redisUp = report.redisUp
         worker.handoff = report.handoff
         worker.redisNode = report.redisNode
+        worker.stopWork = report.stopWork
         worker.hasReported = true
         guard report.protocolVersion == ControlProtocol.version else {
             // Another binary's worker: it must not be given connections or commands.
@@ -363,19 +365,41 @@ public final class Supervisor {
         worker.signal(SIGTERM)
     }
 
-    /// The worker is told to stop (a drain or a handoff): it gets the drain time, then is killed.
+    /// The worker is told to stop (a drain or a handoff): it gets the drain time, then is
+    /// killed, unless it is still closing connections (`DrainWatch`).
     func markDraining(_ worker: WorkerProcess, reason: String) -> Bool {
         guard worker.state != .draining else { return false }
         worker.state = .draining
         worker.readyTimer?.cancel()
         log.info("worker.stopping", ["index": String(worker.index), "pid": String(worker.pid), "reason": reason])
-        worker.killTimer = EventLoop.current.schedule(afterMilliseconds: options.drainTimeoutMilliseconds + 5_000) { [weak worker] in
-            guard let worker else { return }
-            log.warn("worker.kill", ["pid": String(worker.pid), "reason": "did not drain in time"])
-            worker.signal(SIGKILL)
+        let limit = drainLimitMilliseconds
+        // (Before its first report as a stopping worker: its connections and their goodbyes.)
+        var watch = DrainWatch(startedAt: Int(Clock.monotonicNanos() / 1_000_000), limit: limit, remaining: 2 * worker.connections)
+        // (The worker is a parameter, not captured: the timer it holds must not hold it.)
+        func look(_ worker: WorkerProcess, after delay: Int) {
+            worker.killTimer = EventLoop.current.schedule(afterMilliseconds: delay) { [weak worker] in
+                guard let worker else { return }
+                let now = Int(Clock.monotonicNanos() / 1_000_000)
+                switch watch.check(now: now, remaining: worker.stopWork ?? worker.connections) {
+                case .extend:
+                    log.info("worker.drain.slow", ["pid": String(worker.pid), "connections": String(worker.connections),
+                                                   "stopWork": String(worker.stopWork ?? worker.connections),
+                                                   "elapsedMs": String(now - watch.startedAt)])
+                    look(worker, after: DrainWatch.checkInterval)
+                case .kill:
+                    log.warn("worker.kill", ["pid": String(worker.pid), "reason": "did not drain in time",
+                                             "connections": String(worker.connections), "elapsedMs": String(now - watch.startedAt)])
+                    worker.signal(SIGKILL)
+                }
+            }
         }
+        look(worker, after: limit)
         return true
     }
+
+    /// When a stopping worker is first looked at: `pendingShutdownWaitLimit` (its own
+    /// goodbye deadline) and 5 s to send the goodbyes and close.
+    var drainLimitMilliseconds: Int { options.drainTimeoutMilliseconds + 5_000 }
 
     /// Reaps exited children (on SIGCHLD).
     public func reapChildren() {

@@ -29,6 +29,8 @@ final class WorkerProcess: EventHandler {
     var redisUp: Bool?
     var handoff = HandoffCounts()
     var redisNode: String?
+    /// Its last report's `stopWork` (nil: not stopping, or an older worker).
+    var stopWork: Int?
     var hasReported = false
     var readyTimer: LoopTimer?
     var killTimer: LoopTimer?

@@ -22,6 +22,9 @@ public struct WorkerReport: Sendable, Equatable {
     public var handoff = HandoffCounts()
     /// The Redis node its clients are on (`host:port`, with ` master` when checked by ROLE).
     public var redisNode: String?
+    /// What a stopping worker has left to do: its connections plus the goodbyes it has not
+    /// yet written (`Worker.stopWork`), falling as it goes; nil while it is not stopping.
+    public var stopWork: Int?
 
     public init(kind: Kind, serverID: String, connections: Int, rooms: Int, totalActions: Int,
                 counters: WorkerCounters = WorkerCounters(), redisUp: Bool? = nil, handoff: HandoffCounts = HandoffCounts()) {
@@ -46,6 +49,7 @@ public struct WorkerReport: Sendable, Equatable {
             ("protocol", .number(Double(protocolVersion ?? 0))),
             ("handedOver", .number(Double(handoff.handedOver))), ("drained", .number(Double(handoff.drained))),
             ("adopted", .number(Double(handoff.adopted))),
+            ("stopWork", stopWork.map { .number(Double($0)) } ?? .null),
         ]), to: &out)
         out.append(UInt8(ascii: "\n"))
         return out
@@ -67,5 +71,6 @@ public struct WorkerReport: Sendable, Equatable {
         handoff.handedOver = Int(object["handedOver"]?.numberValue ?? 0)
         handoff.drained = Int(object["drained"]?.numberValue ?? 0)
         handoff.adopted = Int(object["adopted"]?.numberValue ?? 0)
+        stopWork = object["stopWork"]?.numberValue.map { Int($0) }
     }
 }

@@ -121,6 +121,7 @@ public final class WorkerReporter: EventHandler {
                                   counters: ProcessMetrics.snapshot, redisUp: ProcessMetrics.redisUp,
                                   handoff: worker.handoffCounts)
         report.redisNode = ProcessMetrics.redisNodeSummary
+        report.stopWork = worker.stopWork
         let line = report.encoded()
         // Best effort: a report that does not fit now is dropped, never queued.
         _ = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }

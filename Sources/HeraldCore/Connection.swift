@@ -299,6 +299,13 @@ public final class Connection: EventHandler {
         worker.dropAfterThisIteration(self)
     }
 
+    /// Flushes in the loop's before-sleep pass (in its slices), even with nothing new
+    /// queued: a connection now closing finishes there.
+    func scheduleFlush() {
+        guard state != .closed else { return }
+        queueForFlush()
+    }
+
     private func queueForFlush() {
         if !isQueuedForFlush {
             isQueuedForFlush = true

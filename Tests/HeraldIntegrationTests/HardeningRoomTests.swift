@@ -211,7 +211,14 @@ struct HardeningRoomTests {
                 let writer = Handed(speaker)
                 let pipelined = batch
                 DispatchQueue.global().async(group: group) { try? writer.value.sendRaw(pipelined, timeout: 30) }
+                // The stall lasts until the sayer has been slowed (on a loaded machine the
+                // says reach Redis more slowly and its backlog takes longer to pass 4 MiB),
+                // 1.5 s at least, 15 s at most.
+                let stallStart = Date()
                 usleep(1_500_000)
+                while !a.stderrText().contains("event=redis.subscriber.backlog") && Date().timeIntervalSince(stallStart) < 15 {
+                    usleep(100_000)
+                }
                 kill(stalled, SIGCONT)
                 for i in 0..<says {
                     try speaker.expect(#"{"status":"OK","context":"response","data":null,"messageCount":\#(3 + i)}"#, timeout: 10)
