@@ -40,9 +40,9 @@ final class OperationWaiter {
 }
 
 extension Supervisor {
-    /// How long a command waits by default: a new worker's ready time, an old one's drain
-    /// time, and 30 s more.
-    var defaultWaitMilliseconds: Int { options.readyTimeoutMilliseconds + options.drainTimeoutMilliseconds + 30_000 }
+    /// How long a command waits by default: a new worker's ready time, the longest an old
+    /// one may drain (its drain limit and `DrainWatch`'s extensions), and 30 s more.
+    var defaultWaitMilliseconds: Int { options.readyTimeoutMilliseconds + DrainWatch.longest(limit: drainLimitMilliseconds) + 30_000 }
 
     /// The pids of the current workers (those a reload or an upgrade replaces).
     var currentPIDs: Set<pid_t> { Set(currentWorkers.compactMap { $0?.pid }) }
