@@ -373,17 +373,16 @@ public final class Supervisor {
         worker.readyTimer?.cancel()
         log.info("worker.stopping", ["index": String(worker.index), "pid": String(worker.pid), "reason": reason])
         let limit = drainLimitMilliseconds
-        // (Before its first report as a stopping worker: its connections and their goodbyes.)
-        var watch = DrainWatch(startedAt: Int(Clock.monotonicNanos() / 1_000_000), limit: limit, remaining: 2 * worker.connections)
+        var watch = DrainWatch(startedAt: Int(Clock.monotonicNanos() / 1_000_000), limit: limit, remaining: worker.drainRemaining)
         // (The worker is a parameter, not captured: the timer it holds must not hold it.)
         func look(_ worker: WorkerProcess, after delay: Int) {
             worker.killTimer = EventLoop.current.schedule(afterMilliseconds: delay) { [weak worker] in
                 guard let worker else { return }
                 let now = Int(Clock.monotonicNanos() / 1_000_000)
-                switch watch.check(now: now, remaining: worker.stopWork ?? worker.connections) {
+                switch watch.check(now: now, remaining: worker.drainRemaining) {
                 case .extend:
                     log.info("worker.drain.slow", ["pid": String(worker.pid), "connections": String(worker.connections),
-                                                   "stopWork": String(worker.stopWork ?? worker.connections),
+                                                   "stopWork": String(worker.drainRemaining),
                                                    "elapsedMs": String(now - watch.startedAt)])
                     look(worker, after: DrainWatch.checkInterval)
                 case .kill:

@@ -31,6 +31,9 @@ final class WorkerProcess: EventHandler {
     var redisNode: String?
     /// Its last report's `stopWork` (nil: not stopping, or an older worker).
     var stopWork: Int?
+    /// What it has left to do while stopping, for `DrainWatch`: its `stopWork`, or before
+    /// a report says it (and from an older worker) its connections and their goodbyes.
+    var drainRemaining: Int { stopWork ?? 2 * connections }
     var hasReported = false
     var readyTimer: LoopTimer?
     var killTimer: LoopTimer?

@@ -241,7 +241,8 @@ public final class Connection: EventHandler {
     }
 
     /// An action's reply (`ReplyWriter.actionReply`): a small one is written in place in
-    /// the output buffer, any other goes through `send(_:tooBig:)`.
+    /// the output buffer (it needs no line check: `smallReplyBytes`, 512, is under the
+    /// smallest `maxOutputBytes`, 1,024), any other goes through `send(_:tooBig:)`.
     func sendActionReply(fields: JSONObject, error: String?, messageCount: Int) {
         guard acceptsOutput() else { return }
         if !output.hasStorage { output = worker.outputBuffers.take() }

@@ -94,13 +94,6 @@ struct OutputBuffer: ~Copyable {
         setCount(total - n)
     }
 
-    /// Keeps the first `n` bytes.
-    mutating func truncate(to n: Int) {
-        guard storage != nil else { return }
-        precondition(n >= 0 && n <= count, "truncating an output buffer past its end")
-        setCount(n)
-    }
-
     /// The bytes from `start` to the end.
     func withBytes<R>(from start: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         guard let storage else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }

@@ -318,7 +318,7 @@ public final class Worker: BeforeSleepHook {
 
     /// Takes the scratch array back, emptied; one a big line grew is let go.
     func returnLineScratch(_ line: inout [UInt8]) {
-        guard line.capacity <= 64 * 1_024 else { return line = [] }
+        guard line.capacity <= outputBuffers.maxCapacity else { return line = [] }
         line.removeAll(keepingCapacity: true)
         swap(&line, &lineScratch)
     }
